@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/cdc"
+	"github.com/treasure-home/cdc-broadcaster/config"
+	"github.com/treasure-home/cdc-broadcaster/mapping"
+)
+
+// connect opens an ordinary (non-replication) connection for catalog work.
+func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return conn, nil
+}
+
+// mappedTables returns the table names the mappings name.
+func mappedTables(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Mappings))
+	for _, mp := range cfg.Mappings {
+		names = append(names, mp.Table)
+	}
+	return names
+}
+
+// compileMapping reads the mapped tables from the catalog and compiles the
+// mapping against them. Mapping problems come back as a configError naming
+// the file line of each key where it can.
+func compileMapping(ctx context.Context, conn *pgx.Conn, cfg *config.Config, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, map[string]*cdc.TableInfo, error) {
+	tables, err := cdc.LoadTables(ctx, conn, mappedTables(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := mapping.New(cfg.Mappings, cdc.Relations(tables), sink, mapping.Options{Logger: log})
+	if err != nil {
+		return nil, nil, &configError{annotate(cfg, err)}
+	}
+	return m, tables, nil
+}
+
+// annotate turns mapping errors into config errors with file and line.
+func annotate(cfg *config.Config, err error) error {
+	var errs mapping.Errors
+	if !errors.As(err, &errs) {
+		return err
+	}
+	out := make(config.Errors, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, &config.Error{File: cfg.File, Line: cfg.Line(e.Key), Key: e.Key, Msg: e.Msg})
+	}
+	return out
+}
+
+// discard is a Sink that drops everything, for commands that only compile.
+type discard struct{}
+
+func (discard) Append(context.Context, broadcaster.Batch) error { return nil }

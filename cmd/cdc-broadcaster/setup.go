@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/treasure-home/cdc-broadcaster/cdc"
+)
+
+// SetupCommand prepares the database: publication, replica identities, slot.
+type SetupCommand struct {
+	main       *Main
+	configPath string
+	dryRun     bool
+}
+
+// Run parses flags and plans, then prints or applies the plan.
+func (c *SetupCommand) Run(ctx context.Context, args []string) error {
+	fs := c.main.newFlagSet("setup")
+	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "print the SQL instead of running it")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := c.main.loadConfigFor(c.configPath, false)
+	if err != nil {
+		return err
+	}
+	log := c.main.newLogger(cfg.Log)
+	conn, err := connect(ctx, cfg.Source.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	mapper, _, err := compileMapping(ctx, conn, cfg, discard{}, log)
+	if err != nil {
+		return err
+	}
+	var full []string
+	for _, req := range mapper.Requirements() {
+		if len(req.OldColumns) > 0 {
+			full = append(full, req.Table)
+		}
+	}
+	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, mapper.Tables(), full)
+	if err != nil {
+		return err
+	}
+	if len(plan.Statements) == 0 {
+		fmt.Fprintln(c.main.Stdout, "-- nothing to do: publication, replica identities and slot are in place")
+		return nil
+	}
+	for _, st := range plan.Statements {
+		fmt.Fprintf(c.main.Stdout, "%s;\n", st)
+	}
+	if c.dryRun {
+		return nil
+	}
+	if err := plan.Apply(ctx, conn); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.main.Stdout, "-- done: %d statement(s)\n", len(plan.Statements))
+	return nil
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/cdc"
+)
+
+// TailCommand prints mapped events as JSON lines from a temporary slot.
+type TailCommand struct {
+	main       *Main
+	configPath string
+	types      string
+}
+
+// Run parses flags and tails until ctx ends.
+func (c *TailCommand) Run(ctx context.Context, args []string) error {
+	fs := c.main.newFlagSet("tail")
+	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
+	fs.StringVar(&c.types, "types", "", "comma-separated globs of event types to print (e.g. exam.*,user.created); default all")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	globs, err := parseGlobs(c.types)
+	if err != nil {
+		return err
+	}
+	cfg, err := c.main.loadConfigFor(c.configPath, false)
+	if err != nil {
+		return err
+	}
+	log := c.main.newLogger(cfg.Log)
+	out := &lineSink{w: bufio.NewWriter(c.main.Stdout), globs: globs}
+
+	conn, err := connect(ctx, cfg.Source.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	mapper, _, err := compileMapping(ctx, conn, cfg, out, log)
+	conn.Close(context.Background())
+	if err != nil {
+		return err
+	}
+	stream, err := cdc.NewStream(cdc.Config{
+		DatabaseURL:    cfg.Source.DatabaseURL,
+		Slot:           "cdc_tail",
+		Publication:    cfg.Source.Publication,
+		Temporary:      true,
+		StatusInterval: cfg.Source.StatusInterval,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	return stream.Run(ctx, mapper)
+}
+
+// parseGlobs splits and checks a --types value.
+func parseGlobs(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var globs []string
+	for _, g := range strings.Split(s, ",") {
+		g = strings.TrimSpace(g)
+		if g == "" {
+			continue
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, &usageError{fmt.Sprintf("tail: --types: bad pattern %q: %v", g, err)}
+		}
+		globs = append(globs, g)
+	}
+	return globs, nil
+}
+
+// lineSink writes each event as one JSON line, the envelope clients see:
+// {"channels":[...],"event":{...}}.
+type lineSink struct {
+	w     *bufio.Writer
+	globs []string
+}
+
+type envelope struct {
+	Channels []string           `json:"channels"`
+	Event    *broadcaster.Event `json:"event"`
+}
+
+func (s *lineSink) Append(_ context.Context, b broadcaster.Batch) error {
+	for i := range b.Events {
+		ev := &b.Events[i]
+		if !s.match(ev.Type) {
+			continue
+		}
+		channels := ev.Channels
+		if channels == nil {
+			channels = []string{}
+		}
+		line, err := json.Marshal(envelope{Channels: channels, Event: ev})
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", ev.ID, err)
+		}
+		s.w.Write(line)
+		s.w.WriteByte('\n')
+	}
+	if err := s.w.Flush(); err != nil && err != io.ErrShortWrite {
+		return fmt.Errorf("write events: %w", err)
+	}
+	return nil
+}
+
+func (s *lineSink) match(eventType string) bool {
+	if len(s.globs) == 0 {
+		return true
+	}
+	for _, g := range s.globs {
+		if ok, _ := path.Match(g, eventType); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,142 @@
+// Package config reads the operator's YAML file (docs/config.md) into typed
+// sections, applies defaults and CDC_* environment overrides, and validates
+// what can be checked without a database. It depends on no other package of
+// the project; each stage takes its own section.
+package config
+
+import "time"
+
+// Config is the whole operator file.
+type Config struct {
+	Source    Source    `mapstructure:"source"`
+	Server    Server    `mapstructure:"server"`
+	Auth      Auth      `mapstructure:"auth"`
+	Retention Retention `mapstructure:"retention"`
+	Limits    Limits    `mapstructure:"limits"`
+	Audit     Audit     `mapstructure:"audit"`
+	Log       Log       `mapstructure:"log"`
+	Mappings  []Mapping `mapstructure:"mappings"`
+	Channels  []Channel `mapstructure:"channels"`
+
+	// File is the path the config was read from ("" when none).
+	File string `mapstructure:"-"`
+
+	// pos remembers where each key was set (file line or environment
+	// variable) so that Validate can point at it; nil for a Config built
+	// in code.
+	pos *positions
+}
+
+// Source says where and how to read the replication stream.
+type Source struct {
+	// DatabaseURL is a libpq URL or DSN; replication=database is added.
+	DatabaseURL string `mapstructure:"database_url"`
+	// Slot is the permanent logical replication slot. Default "cdc_broadcaster".
+	Slot string `mapstructure:"slot"`
+	// Publication is the publication the slot reads. Default "cdc_broadcaster".
+	Publication string `mapstructure:"publication"`
+	// Create makes the slot and publication on start when missing. Default true.
+	Create bool `mapstructure:"create"`
+	// Heartbeat is how often an idle stream is nudged so the slot keeps
+	// moving. Default 30s; 0 turns it off.
+	Heartbeat time.Duration `mapstructure:"heartbeat"`
+	// StatusInterval is how often standby status is sent. Default 10s.
+	StatusInterval time.Duration `mapstructure:"status_interval"`
+}
+
+// Server configures the HTTP and WebSocket listener.
+type Server struct {
+	Listen         string        `mapstructure:"listen"`          // default ":8080"
+	AllowedOrigins []string      `mapstructure:"allowed_origins"` // default none (any)
+	DrainTimeout   time.Duration `mapstructure:"drain_timeout"`   // default 10s
+	Demo           bool          `mapstructure:"demo"`            // default false
+}
+
+// Auth configures token checks and access caching.
+type Auth struct {
+	JWT         JWT           `mapstructure:"jwt"`
+	AdminRoles  []string      `mapstructure:"admin_roles"`   // default [admin, super_admin]
+	ACLCacheTTL time.Duration `mapstructure:"acl_cache_ttl"` // default 60s
+}
+
+// JWT says how tokens are verified.
+type JWT struct {
+	Algorithms    []string          `mapstructure:"algorithms"` // default [HS256]
+	Secret        string            `mapstructure:"secret"`
+	PublicKeyFile string            `mapstructure:"public_key_file"`
+	JWKSFile      string            `mapstructure:"jwks_file"`
+	JWKSURL       string            `mapstructure:"jwks_url"`
+	Issuer        string            `mapstructure:"issuer"`
+	Audience      string            `mapstructure:"audience"`
+	Leeway        time.Duration     `mapstructure:"leeway"` // default 30s
+	Claims        map[string]string `mapstructure:"claims"` // default {user_id: sub, role: role}
+}
+
+// Retention bounds the replayable event log.
+type Retention struct {
+	MaxEvents int           `mapstructure:"max_events"` // default 100000
+	MaxAge    time.Duration `mapstructure:"max_age"`    // default 15m
+}
+
+// Limits protect the gateway.
+type Limits struct {
+	MaxConnectionsPerIPPerMinute int `mapstructure:"max_connections_per_ip_per_minute"` // default 60
+	MaxConnectionsPerUser        int `mapstructure:"max_connections_per_user"`          // default 10
+	MaxSubscriptionsPerConn      int `mapstructure:"max_subscriptions_per_connection"`  // default 200
+	MaxFrameBytes                int `mapstructure:"max_frame_bytes"`                   // default 65536
+	MaxMessagesPerSecond         int `mapstructure:"max_messages_per_second"`           // default 50
+	SendQueue                    int `mapstructure:"send_queue"`                        // default 1024
+}
+
+// Audit says where the audit log goes.
+type Audit struct {
+	Log string `mapstructure:"log"` // "stdout" (default), "stderr" or a file path
+}
+
+// Log configures the process's own logs.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info (default), warn, error
+	Format string `mapstructure:"format"` // json (default) or text
+}
+
+// Mapping turns the changes of one table into events.
+type Mapping struct {
+	// Table is the table's name, schema-qualified where not public.
+	Table  string `mapstructure:"table"`
+	Domain string `mapstructure:"domain"`
+	// Payload lists the columns events carry; default the primary key.
+	Payload []string `mapstructure:"payload"`
+	// Actor names a column whose value becomes the event's userId.
+	Actor    string      `mapstructure:"actor"`
+	Channels []string    `mapstructure:"channels"`
+	Events   []EventRule `mapstructure:"events"`
+}
+
+// EventRule picks an event type for a change; the first match wins unless
+// Continue is set.
+type EventRule struct {
+	On       string `mapstructure:"on"` // insert, update, delete or truncate
+	When     string `mapstructure:"when"`
+	Type     string `mapstructure:"type"`
+	Continue bool   `mapstructure:"continue"`
+	// Channels, when set, replaces the mapping's channels for this rule.
+	Channels []string `mapstructure:"channels"`
+}
+
+// Channel is an access rule for the channels matching Pattern.
+type Channel struct {
+	Pattern   string            `mapstructure:"pattern"`
+	Params    map[string]string `mapstructure:"params"`
+	Allow     []AllowRule       `mapstructure:"allow"`
+	RecheckOn []string          `mapstructure:"recheck_on"`
+}
+
+// AllowRule is one way to be granted a channel; the rules of a channel are
+// alternatives. Within one rule every condition given must hold.
+type AllowRule struct {
+	Roles []string          `mapstructure:"roles"`
+	Self  string            `mapstructure:"self"`
+	Claim map[string]string `mapstructure:"claim"`
+	When  string            `mapstructure:"when"`
+	SQL   string            `mapstructure:"sql"`
+}

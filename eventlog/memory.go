@@ -1,0 +1,180 @@
+// Package eventlog holds the embedded implementation of broadcaster.Log: an
+// in-memory ring of the newest events, bounded by count and age.
+//
+// A Memory log is safe for concurrent use: one writer (the mapping) appends
+// while any number of readers read.
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMaxEvents = 100_000
+	DefaultMaxAge    = 15 * time.Minute
+)
+
+// ErrExpired is returned by Since for a cursor older than the retained log.
+var ErrExpired = errors.New("cursor is older than the retained log")
+
+// Options bound a Memory log.
+type Options struct {
+	// MaxEvents is how many events are kept. Default 100000.
+	MaxEvents int
+	// MaxAge is how long, by commit time, an event is kept. Default 15m.
+	MaxAge time.Duration
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Memory is an in-memory broadcaster.Log.
+type Memory struct {
+	opts Options
+
+	mu sync.RWMutex // protects everything below
+	// ring holds the retained events oldest first, from ring[first]
+	// wrapping around, n of them.
+	ring  []broadcaster.Event
+	first int
+	n     int
+	head  broadcaster.Cursor
+	// floor is the newest cursor evicted: a resume from before it has lost
+	// events.
+	floor broadcaster.Cursor
+}
+
+var _ broadcaster.Log = (*Memory)(nil)
+
+// NewMemory returns an empty log.
+func NewMemory(opts Options) *Memory {
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = DefaultMaxEvents
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Memory{opts: opts}
+}
+
+// Append implements broadcaster.Sink. Events at or before the head are
+// replays and are skipped.
+func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range b.Events {
+		ev := &b.Events[i]
+		if !m.head.Before(ev.ID) {
+			continue
+		}
+		m.push(ev)
+		m.head = ev.ID
+	}
+	if b.TxEnd > 0 {
+		// Past every event committed before TxEnd, and before any event of a
+		// transaction committed at or after it.
+		if end := (broadcaster.Cursor{LSN: b.TxEnd - 1}); m.head.Before(end) {
+			m.head = end
+		}
+	}
+	m.evictOld()
+	return nil
+}
+
+// push adds ev at the end, evicting the oldest event when full.
+func (m *Memory) push(ev *broadcaster.Event) {
+	switch {
+	case m.n < len(m.ring):
+		m.ring[(m.first+m.n)%len(m.ring)] = *ev
+		m.n++
+	case len(m.ring) < m.opts.MaxEvents:
+		// Grow: lay the ring out oldest first in a larger slice.
+		grown := make([]broadcaster.Event, m.n, min(max(2*m.n, 1024), m.opts.MaxEvents))
+		for i := range grown {
+			grown[i] = *m.at(i)
+		}
+		m.ring, m.first = append(grown, *ev), 0
+		m.n++
+	default:
+		m.floor = m.ring[m.first].ID
+		m.ring[m.first] = *ev
+		m.first = (m.first + 1) % len(m.ring)
+	}
+}
+
+// evictOld drops events whose commit time is older than MaxAge.
+func (m *Memory) evictOld() {
+	limit := m.opts.Now().Add(-m.opts.MaxAge)
+	for m.n > 0 {
+		ev := &m.ring[m.first]
+		if !ev.Timestamp.Before(limit) {
+			return
+		}
+		m.floor = ev.ID
+		*ev = broadcaster.Event{}
+		m.first = (m.first + 1) % len(m.ring)
+		m.n--
+	}
+}
+
+// Confirmable implements broadcaster.Log. The memory log keeps nothing across
+// a restart, so it does not hold the slot back.
+func (m *Memory) Confirmable() broadcaster.LSN { return broadcaster.MaxLSN }
+
+// Head implements broadcaster.Log.
+func (m *Memory) Head() broadcaster.Cursor {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.head
+}
+
+// Len returns the number of retained events.
+func (m *Memory) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.n
+}
+
+// Since returns up to limit retained events after cursor, oldest first, and
+// whether more follow. A cursor from before the retained log returns
+// ErrExpired.
+func (m *Memory) Since(cursor broadcaster.Cursor, limit int) ([]broadcaster.Event, bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if cursor.Before(m.floor) {
+		return nil, false, ErrExpired
+	}
+	// Binary search for the first event after cursor: the ring is in
+	// cursor order.
+	lo, hi := 0, m.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if m.at(mid).ID.Compare(cursor) <= 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	count := m.n - lo
+	more := false
+	if limit > 0 && count > limit {
+		count, more = limit, true
+	}
+	out := make([]broadcaster.Event, count)
+	for i := range out {
+		out[i] = *m.at(lo + i)
+	}
+	return out, more, nil
+}
+
+func (m *Memory) at(i int) *broadcaster.Event {
+	return &m.ring[(m.first+i)%len(m.ring)]
+}

@@ -1,0 +1,118 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+)
+
+func ev(lsn broadcaster.LSN, pos uint32, at time.Time) broadcaster.Event {
+	return broadcaster.Event{ID: broadcaster.Cursor{LSN: lsn, Pos: pos}, Type: "t.x", Timestamp: at}
+}
+
+func ids(evs []broadcaster.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID.String()
+	}
+	return out
+}
+
+func TestMemoryAppendSkipsReplays(t *testing.T) {
+	now := time.Now()
+	m := NewMemory(Options{MaxEvents: 10})
+	ctx := context.Background()
+	m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(100, 1, now), ev(100, 2, now)}})
+	// The source reconnects and replays the transaction from its start.
+	m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(100, 1, now), ev(100, 2, now), ev(100, 3, now)}, TxEnd: 120})
+	got, more, err := m.Since(broadcaster.Cursor{}, 0)
+	if err != nil || more {
+		t.Fatalf("Since: err %v more %v", err, more)
+	}
+	if want := []string{ev(100, 1, now).ID.String(), ev(100, 2, now).ID.String(), ev(100, 3, now).ID.String()}; len(got) != 3 || ids(got)[2] != want[2] {
+		t.Fatalf("got %v, want %v", ids(got), want)
+	}
+	if h := m.Head(); h != (broadcaster.Cursor{LSN: 119}) {
+		t.Fatalf("head %v, want end of tx before 120", h)
+	}
+	// The next transaction may commit right at the previous end LSN.
+	m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(120, 1, now)}, TxEnd: 140})
+	if m.Len() != 4 {
+		t.Fatalf("len %d, want 4: event at the previous tx end was taken for a replay", m.Len())
+	}
+}
+
+func TestMemoryRetention(t *testing.T) {
+	now := time.Now()
+	clock := now
+	m := NewMemory(Options{MaxEvents: 5, MaxAge: time.Minute, Now: func() time.Time { return clock }})
+	ctx := context.Background()
+	for i := 1; i <= 12; i++ {
+		m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(broadcaster.LSN(i*10), 1, now)}, TxEnd: broadcaster.LSN(i*10 + 5)})
+	}
+	if m.Len() != 5 {
+		t.Fatalf("len %d, want 5", m.Len())
+	}
+	got, _, err := m.Since(broadcaster.Cursor{LSN: 80, Pos: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0].ID.LSN != 90 {
+		t.Fatalf("since 80: %v", ids(got))
+	}
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 10, Pos: 1}, 0); !errors.Is(err, ErrExpired) {
+		t.Fatalf("since evicted cursor: err %v, want ErrExpired", err)
+	}
+	// The newest evicted event is the floor: resuming from it loses nothing.
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 70, Pos: 1}, 0); err != nil {
+		t.Fatalf("since floor: %v", err)
+	}
+	page, more, _ := m.Since(broadcaster.Cursor{LSN: 70, Pos: 1}, 2)
+	if len(page) != 2 || !more {
+		t.Fatalf("page: %v more %v", ids(page), more)
+	}
+	clock = now.Add(2 * time.Minute)
+	m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(200, 1, clock)}, TxEnd: 205})
+	if m.Len() != 1 {
+		t.Fatalf("after max age: len %d, want 1", m.Len())
+	}
+}
+
+func TestMemoryGrowsAfterAgeEviction(t *testing.T) {
+	now := time.Now()
+	clock := now
+	m := NewMemory(Options{MaxEvents: 3000, MaxAge: time.Minute, Now: func() time.Time { return clock }})
+	ctx := context.Background()
+	lsn := broadcaster.LSN(1)
+	add := func(n int, at time.Time) {
+		for i := 0; i < n; i++ {
+			lsn += 10
+			m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(lsn, 1, at)}})
+		}
+	}
+	add(1000, now)
+	clock = now.Add(30 * time.Second)
+	add(24, clock) // fills the first allocation
+	clock = now.Add(61 * time.Second)
+	add(1, clock) // evicts the first 1000 by age: the ring now starts mid-slice
+	add(1500, clock)
+	got, _, err := m.Since(broadcaster.Cursor{}, 0)
+	if !errors.Is(err, ErrExpired) {
+		t.Fatalf("since zero after eviction: %v", err)
+	}
+	got, _, err = m.Since(broadcaster.Cursor{LSN: 1 + 1000*10, Pos: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 24+1+1500 {
+		t.Fatalf("got %d events, want %d", len(got), 24+1+1500)
+	}
+	for i := 1; i < len(got); i++ {
+		if !got[i-1].ID.Before(got[i].ID) {
+			t.Fatalf("out of order at %d: %s then %s", i, got[i-1].ID, got[i].ID)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs when it is missing, and nothing when it is
+# all there (idempotent). Tools go into ./.tmp/bin so nothing global is
+# needed beyond Debian packages. Each dependency is one ensure_* function;
+# add new ones (chromium, node packages, ...) the same way and call them at
+# the bottom.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS_BIN="$ROOT/.tmp/bin"
+STATICCHECK_VERSION=v0.8.2
+
+log() { echo "test-deps: $*" >&2; }
+
+APT_UPDATED=0
+# apt_install installs Debian packages, running apt-get update once first.
+apt_install() {
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "apt-get not found: install $* by hand"
+		return 1
+	fi
+	local sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo="sudo"
+	fi
+	if [ "$APT_UPDATED" -eq 0 ]; then
+		log "apt-get update"
+		$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+		APT_UPDATED=1
+	fi
+	log "apt-get install $*"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# pg_bin_dir prints the newest installed PostgreSQL server bin dir, or nothing.
+pg_bin_dir() {
+	local d
+	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+	if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ]; then
+		echo "$d"
+	fi
+}
+
+# ensure_postgres makes sure PostgreSQL server binaries (initdb, pg_ctl,
+# postgres) and the postgres system user exist. The integration tests start
+# their own throwaway cluster; the Debian package's own cluster is not used.
+ensure_postgres() {
+	if [ -n "${PG_BIN:-}" ] && [ -x "$PG_BIN/initdb" ]; then
+		return 0
+	fi
+	if [ -z "$(pg_bin_dir)" ]; then
+		apt_install postgresql
+	fi
+	local d
+	d=$(pg_bin_dir)
+	if [ -z "$d" ]; then
+		log "PostgreSQL server binaries still missing under /usr/lib/postgresql/*/bin"
+		return 1
+	fi
+	if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+		log "creating system user postgres"
+		useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+	fi
+	log "postgres: $d"
+}
+
+# ensure_staticcheck installs staticcheck into ./.tmp/bin.
+ensure_staticcheck() {
+	local bin="$TOOLS_BIN/staticcheck"
+	if [ -x "$bin" ] && "$bin" -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
+		return 0
+	fi
+	mkdir -p "$TOOLS_BIN"
+	log "go install honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+	GOBIN="$TOOLS_BIN" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+}
+
+ensure_postgres
+ensure_staticcheck

@@ -1,0 +1,60 @@
+package broadcaster
+
+import (
+	"context"
+	"math"
+)
+
+// MaxLSN is the largest LSN: as a bound it means "no bound".
+const MaxLSN = LSN(math.MaxUint64)
+
+// Source reads committed transactions from the database and delivers them,
+// in commit order, to a TxHandler. Run returns when ctx is done or on an
+// error it cannot recover from.
+type Source interface {
+	Run(ctx context.Context, h TxHandler) error
+}
+
+// TxHandler receives the changes of committed transactions, one transaction
+// at a time: Begin, Change for each change in order, then Commit. After a
+// reconnect the Source may deliver a transaction again from its Begin; the
+// handler must give its events the same ids as before.
+//
+// The Source calls a TxHandler from one goroutine. An error stops the Source.
+type TxHandler interface {
+	Begin(ctx context.Context, tx *Tx) error
+	Change(ctx context.Context, tx *Tx, c *Change) error
+	// Commit ends the transaction. When it returns nil the next stage has
+	// accepted every event of the transaction.
+	Commit(ctx context.Context, tx *Tx) error
+}
+
+// Batch is a run of events appended to a Log. A large transaction arrives in
+// several batches; the last one has TxEnd set to the transaction's end LSN.
+// A transaction that maps to no event still ends with an empty batch.
+type Batch struct {
+	Events []Event
+	TxEnd  LSN
+}
+
+// Sink receives mapped events in commit order.
+type Sink interface {
+	// Append adds the batch's events after every event appended before. An
+	// event whose ID is at or before the sink's head was appended already
+	// (the Source replays after reconnecting) and is skipped.
+	Append(ctx context.Context, b Batch) error
+}
+
+// Log is the replayable event log between the mapping and the clients.
+type Log interface {
+	Sink
+	// Confirmable bounds how far the Source may confirm the replication
+	// slot: the Source confirms the end of the last transaction the log
+	// accepted, but never past Confirmable. A log that must rebuild itself
+	// from the slot after a restart holds the bound at the start of what it
+	// still serves; one that needs nothing back returns MaxLSN.
+	Confirmable() LSN
+	// Head returns the cursor of the newest event, or of the end of the newest
+	// transaction appended, whichever is later: a valid starting point.
+	Head() Cursor
+}
