@@ -1,6 +1,8 @@
 package cdc
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
@@ -14,6 +16,13 @@ func ParseMessage(data []byte, v2 bool) (msg pglogrepl.Message, err error) {
 			msg, err = nil, fmt.Errorf("malformed pgoutput message (type %q, %d bytes): %v", firstByte(data), len(data), r)
 		}
 	}()
+	// Without spare capacity, a length field that points past the end makes
+	// the parser's slicing fail (and recover above) instead of reading
+	// whatever lies beyond the frame.
+	data = data[:len(data):len(data)]
+	if err := checkTupleLengths(data); err != nil {
+		return nil, err
+	}
 	if v2 {
 		msg, err = pglogrepl.ParseV2(data, false)
 	} else {
@@ -70,6 +79,74 @@ func checkTuples(msg pglogrepl.Message) error {
 		}
 	}
 	return nil
+}
+
+// checkTupleLengths walks the tuples of an Insert, Update or Delete message,
+// and the relation list of a Truncate, and refuses one whose lengths run past
+// the message: pglogrepl allocates the announced length before copying.
+func checkTupleLengths(data []byte) error {
+	if len(data) == 0 {
+		return errors.New("empty pgoutput message")
+	}
+	kind := data[0]
+	if kind == 'T' {
+		// Relation count, options, then one relation id per relation.
+		if len(data) < 6 || uint64(binary.BigEndian.Uint32(data[1:]))*4 != uint64(len(data)-6) {
+			return fmt.Errorf("malformed pgoutput truncate message: %d bytes", len(data))
+		}
+		return nil
+	}
+	if kind != 'I' && kind != 'U' && kind != 'D' {
+		return nil
+	}
+	if len(data) < 6 {
+		return fmt.Errorf("malformed pgoutput %q message: %d bytes", kind, len(data))
+	}
+	b := data[5:] // type, relation id; then tuples each behind a kind byte
+	for len(b) > 0 {
+		switch b[0] {
+		case 'N', 'K', 'O':
+		default:
+			return fmt.Errorf("malformed pgoutput %q message: tuple kind %q", kind, b[0])
+		}
+		var err error
+		if b, err = skipTuple(b[1:]); err != nil {
+			return fmt.Errorf("malformed pgoutput %q message: %w", kind, err)
+		}
+	}
+	return nil
+}
+
+// skipTuple returns what follows one TupleData.
+func skipTuple(b []byte) ([]byte, error) {
+	if len(b) < 2 {
+		return nil, errors.New("tuple cut short")
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	for i := 0; i < n; i++ {
+		if len(b) < 1 {
+			return nil, fmt.Errorf("tuple cut short at column %d of %d", i+1, n)
+		}
+		k := b[0]
+		b = b[1:]
+		switch k {
+		case 'n', 'u':
+		case 't', 'b':
+			if len(b) < 4 {
+				return nil, fmt.Errorf("tuple cut short at column %d of %d", i+1, n)
+			}
+			l := uint64(binary.BigEndian.Uint32(b))
+			b = b[4:]
+			if l > uint64(len(b)) {
+				return nil, fmt.Errorf("column %d announces %d bytes, %d remain", i+1, l, len(b))
+			}
+			b = b[l:]
+		default:
+			return nil, fmt.Errorf("column %d has data kind %q", i+1, k)
+		}
+	}
+	return b, nil
 }
 
 func firstByte(b []byte) string {

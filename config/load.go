@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"reflect"
@@ -181,13 +182,13 @@ func LoadAndValidate(path string) (*Config, error) {
 // Errors, with its key and line. Parse never panics.
 func Parse(data []byte, name string, env []string) (*Config, error) {
 	pos := &positions{lines: map[string]int{}, env: map[string]string{}}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	root, err := readNode(data)
+	if err != nil {
 		return nil, yamlErrors(name, err)
 	}
 
 	w := &walker{lines: pos.lines, budget: maxNodes}
-	w.document(&root)
+	w.document(root)
 	overrides, envErrs := fromEnv(env, pos)
 	errs := append(w.errs, envErrs...)
 	if len(errs) > 0 {
@@ -213,6 +214,28 @@ func Parse(data []byte, name string, env []string) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// readNode parses data into a node tree, refusing a second document, which
+// would otherwise be ignored.
+func readNode(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &yaml.Node{}, nil // empty file
+		}
+		return nil, err
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+		return &root, nil
+	case err != nil:
+		return nil, err
+	default:
+		return nil, fmt.Errorf("line %d: a second YAML document is not allowed (one file holds one config)", max(next.Line, 1))
+	}
 }
 
 // yamlLine matches yaml.v3's "line N: message".
@@ -600,10 +623,7 @@ func (w *walker) fields(key string, n *yaml.Node, t reflect.Type, viperKeys bool
 		}
 	}
 	for _, p := range w.pairs(key, n) {
-		child := p.key.Value
-		if key != "" {
-			child = key + "." + child
-		}
+		child := joinKey(key, p.key.Value)
 		f, ok := byTag[p.key.Value]
 		if !ok {
 			w.fail(child, p.key.Line, "unknown key%s", suggest(p.key.Value, byTag))
@@ -645,7 +665,11 @@ func (w *walker) entries(key string, n *yaml.Node) []pair {
 			merged = append(merged, v)
 			continue
 		}
-		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+		if k.Kind != yaml.ScalarNode {
+			w.fail(key, k.Line, "expected a string key, found %s", describe(k))
+			continue
+		}
+		if k.ShortTag() != "!!str" {
 			w.fail(joinKey(key, clip(k.Value)), k.Line, "expected a string key, found %s", describe(k))
 			continue
 		}

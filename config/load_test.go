@@ -752,3 +752,10 @@ func TestLoad(t *testing.T) {
 		t.Errorf("LoadAndValidate(bad) = %v", err)
 	}
 }
+
+func TestSecondDocument(t *testing.T) {
+	errs := parseErrors(t, "source: {}\n---\nlog: {}\n")
+	if got := errs.Error(); got != "config.yaml:2: invalid YAML: a second YAML document is not allowed (one file holds one config)" {
+		t.Errorf("got %q", got)
+	}
+}

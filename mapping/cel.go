@@ -205,7 +205,7 @@ func celValue(v any) (any, error) {
 	switch x := v.(type) {
 	case broadcaster.Numeric:
 		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
+		if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range: ±Inf or 0
 			return nil, fmt.Errorf("numeric %q: %w", clip(string(x)), err)
 		}
 		return f, nil
@@ -430,7 +430,7 @@ func compileWhen(tenv *cel.Env, expr string) (*compiled, error) {
 	}
 	out := ast.OutputType()
 	if !boolResult(out) {
-		return nil, fmt.Errorf("the result is %s, want bool", out)
+		return nil, fmt.Errorf("the result is %s, want bool", typeText(out))
 	}
 	prg, err := tenv.Program(ast)
 	if err != nil {
@@ -469,6 +469,16 @@ func compileWhen(tenv *cel.Env, expr string) (*compiled, error) {
 // column's field), whose value is checked at run time.
 func boolResult(t *types.Type) bool {
 	return t.IsExactType(types.BoolType) || t.IsExactType(types.DynType) || types.BoolType.IsAssignableType(t)
+}
+
+// typeText names a CEL type for operators: "string or null" rather than
+// "wrapper(string)".
+func typeText(t *types.Type) string {
+	s := t.String()
+	if inner, ok := strings.CutPrefix(s, "wrapper("); ok && strings.HasSuffix(inner, ")") {
+		return strings.TrimSuffix(inner, ")") + " or null"
+	}
+	return s
 }
 
 // issuesError turns cel's issues into one line: "1:8: reason; 1:20: reason".

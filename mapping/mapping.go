@@ -57,6 +57,9 @@ type Requirement struct {
 // buffered when it is applied (at each flush), so an actor message that
 // arrives after a mid-transaction flush applies only to the later events.
 //
+// The events of one change may share their Data, OldData and Channels
+// slices: whoever receives them must treat them as read-only.
+//
 // A Mapper is used by one goroutine: see the package doc.
 type Mapper struct {
 	sink   broadcaster.Sink

@@ -79,7 +79,11 @@ func actorText(c *broadcaster.Change, p *relPlan) string {
 	if why != known || v == nil {
 		return ""
 	}
-	b, ok := appendText(nil, v)
+	if s, ok := v.(string); ok {
+		return s
+	}
+	var buf [32]byte
+	b, ok := appendText(buf[:0], v)
 	if !ok {
 		return ""
 	}

@@ -176,7 +176,7 @@ func (l *loader) mapping(key, table string, rel *broadcaster.Relation, r config.
 	}
 	m.channels = l.templates(key+".channels", table, rel, r.Channels, m)
 
-	if r.Events == nil {
+	if len(r.Events) == 0 {
 		if r.Domain == "" {
 			l.fail(key+".domain", "required for the default event types (the mapping has no events)")
 		}
@@ -184,7 +184,7 @@ func (l *loader) mapping(key, table string, rel *broadcaster.Relation, r config.
 			m.defaults[op] = r.Domain + defaultActions[op]
 		}
 	}
-	if r.Events != nil {
+	if len(r.Events) > 0 {
 		m.rules = make([]*rule, 0, len(r.Events))
 	}
 	for j, e := range r.Events {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -55,7 +56,11 @@ func annotate(cfg *config.Config, err error) error {
 	}
 	out := make(config.Errors, 0, len(errs))
 	for _, e := range errs {
-		out = append(out, &config.Error{File: cfg.File, Line: cfg.Line(e.Key), Key: e.Key, Msg: e.Msg})
+		msg := e.Msg
+		if e.Table != "" && !strings.Contains(msg, e.Table) {
+			msg = "(mapping of table " + e.Table + ") " + msg
+		}
+		out = append(out, &config.Error{File: cfg.File, Line: cfg.Line(e.Key), Key: e.Key, Msg: msg})
 	}
 	return out
 }
