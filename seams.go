@@ -2,6 +2,7 @@ package broadcaster
 
 import (
 	"context"
+	"errors"
 	"math"
 )
 
@@ -57,4 +58,25 @@ type Log interface {
 	// Head returns the cursor of the newest event, or of the end of the newest
 	// transaction appended, whichever is later: a valid starting point.
 	Head() Cursor
+}
+
+// ErrCursorExpired is returned by LogReader.Since for a cursor older than
+// the retained log: the events after it are no longer all there, and the
+// client must refetch its state.
+var ErrCursorExpired = errors.New("cursor is older than the retained log")
+
+// LogReader is the read side of the event log, what the gateway serves
+// from. It is safe for concurrent use.
+type LogReader interface {
+	// Head returns the cursor of the newest event, or of the end of the newest
+	// transaction appended: a valid starting point for a client.
+	Head() Cursor
+	// Since returns up to limit retained events after c, oldest first (no
+	// limit when limit <= 0), and whether more follow. A cursor older than
+	// the retained log gives ErrCursorExpired. The events are shared: treat
+	// them as read-only.
+	Since(c Cursor, limit int) (events []Event, more bool, err error)
+	// Wait returns a channel that is closed once the log holds an event
+	// after c: at once if it already does.
+	Wait(c Cursor) <-chan struct{}
 }

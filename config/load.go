@@ -118,19 +118,19 @@ type positions struct {
 	env   map[string]string // key path → environment variable that set it
 }
 
-// at builds an Error for key, pointing at the line that set it, or at the
-// nearest enclosing key when it was not in the file.
+// at builds an Error for key, pointing at the environment variable or the
+// line that set it, or else at the nearest enclosing key that was set.
 func (p *positions) at(file, key, format string, args ...any) *Error {
 	e := &Error{File: file, Key: key, Msg: fmt.Sprintf(format, args...)}
 	if p == nil {
 		return e
 	}
-	if name, ok := p.env[key]; ok {
-		e.File = ""
-		e.Msg += " (set by " + name + ")"
-		return e
-	}
 	for k := key; k != ""; k = parentKey(k) {
+		if name, ok := p.env[k]; ok {
+			e.File = ""
+			e.Msg += " (set by " + name + ")"
+			return e
+		}
 		if line, ok := p.lines[k]; ok {
 			e.Line = line
 			break
@@ -200,7 +200,13 @@ func Parse(data []byte, name string, env []string) (*Config, error) {
 		return nil, errs
 	}
 
-	c, err := decode(data, overrides)
+	// yaml.v3 decoding refuses some things its parser takes (excessive
+	// aliasing); those are YAML problems too.
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, yamlErrors(name, err)
+	}
+	c, err := decode(data, raw, overrides)
 	if err != nil {
 		// The walk above accepts only what decode can take; reaching here
 		// means the two disagree, still an error rather than a panic.
@@ -263,8 +269,9 @@ func yamlErrors(file string, err error) Errors {
 }
 
 // decode reads data through viper, with defaults and the environment
-// overrides, into a Config; the list sections come straight from the YAML.
-func decode(data []byte, overrides map[string]any) (*Config, error) {
+// overrides, into a Config; the list sections come from raw, the same YAML
+// decoded without viper.
+func decode(data []byte, raw map[string]any, overrides map[string]any) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	for k, d := range defaults {
@@ -297,10 +304,6 @@ func decode(data []byte, overrides map[string]any) (*Config, error) {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 
-	var raw map[string]any
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("read yaml: %w", err)
-	}
 	c.Mappings, c.Channels = nil, nil
 	for _, s := range []struct {
 		key string

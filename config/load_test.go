@@ -706,6 +706,12 @@ log:
 	if !strings.HasSuffix(errs[2].Msg, "(set by CDC_SOURCE_PUBLICATION)") || errs[2].File != "" {
 		t.Errorf("env-set error = %#v, want it to name the variable and no file", errs[2])
 	}
+
+	c = mustParse(t, "auth:\n  jwt:\n    algorithms: [HS256]\n", "CDC_AUTH_JWT_ALGORITHMS=HS256,none", "CDC_AUTH_JWT_SECRET=x", "CDC_SOURCE_DATABASE_URL=postgres://x")
+	want1 := `auth.jwt.algorithms[1]: algorithm "none" is never allowed (set by CDC_AUTH_JWT_ALGORITHMS)`
+	if err := c.Validate(); err == nil || err.Error() != want1 {
+		t.Errorf("Validate() = %v, want %q", err, want1)
+	}
 }
 
 func TestValidateBuiltInCode(t *testing.T) {

@@ -7,7 +7,6 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -21,7 +20,7 @@ const (
 )
 
 // ErrExpired is returned by Since for a cursor older than the retained log.
-var ErrExpired = errors.New("cursor is older than the retained log")
+var ErrExpired = broadcaster.ErrCursorExpired
 
 // Options bound a Memory log.
 type Options struct {
@@ -47,9 +46,14 @@ type Memory struct {
 	// floor is the newest cursor evicted: a resume from before it has lost
 	// events.
 	floor broadcaster.Cursor
+	// grew is closed, and replaced, whenever an event is appended.
+	grew chan struct{}
 }
 
-var _ broadcaster.Log = (*Memory)(nil)
+var (
+	_ broadcaster.Log       = (*Memory)(nil)
+	_ broadcaster.LogReader = (*Memory)(nil)
+)
 
 // NewMemory returns an empty log.
 func NewMemory(opts Options) *Memory {
@@ -62,7 +66,7 @@ func NewMemory(opts Options) *Memory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Memory{opts: opts}
+	return &Memory{opts: opts, grew: make(chan struct{})}
 }
 
 // Append implements broadcaster.Sink. Events at or before the head are
@@ -70,6 +74,7 @@ func NewMemory(opts Options) *Memory {
 func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	added := false
 	for i := range b.Events {
 		ev := &b.Events[i]
 		if !m.head.Before(ev.ID) {
@@ -77,6 +82,11 @@ func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
 		}
 		m.push(ev)
 		m.head = ev.ID
+		added = true
+	}
+	if added {
+		close(m.grew)
+		m.grew = make(chan struct{})
 	}
 	if b.TxEnd > 0 {
 		// Past every event committed before TxEnd, and before any event of a
@@ -174,6 +184,23 @@ func (m *Memory) Since(cursor broadcaster.Cursor, limit int) ([]broadcaster.Even
 	}
 	return out, more, nil
 }
+
+// Wait implements broadcaster.LogReader.
+func (m *Memory) Wait(c broadcaster.Cursor) <-chan struct{} {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.n > 0 && c.Before(m.at(m.n-1).ID) {
+		return closed
+	}
+	return m.grew
+}
+
+// closed is a channel that is always closed.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 func (m *Memory) at(i int) *broadcaster.Event {
 	return &m.ring[(m.first+i)%len(m.ring)]

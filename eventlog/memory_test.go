@@ -99,11 +99,10 @@ func TestMemoryGrowsAfterAgeEviction(t *testing.T) {
 	clock = now.Add(61 * time.Second)
 	add(1, clock) // evicts the first 1000 by age: the ring now starts mid-slice
 	add(1500, clock)
-	got, _, err := m.Since(broadcaster.Cursor{}, 0)
-	if !errors.Is(err, ErrExpired) {
+	if _, _, err := m.Since(broadcaster.Cursor{}, 0); !errors.Is(err, ErrExpired) {
 		t.Fatalf("since zero after eviction: %v", err)
 	}
-	got, _, err = m.Since(broadcaster.Cursor{LSN: 1 + 1000*10, Pos: 1}, 0)
+	got, _, err := m.Since(broadcaster.Cursor{LSN: 1 + 1000*10, Pos: 1}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
