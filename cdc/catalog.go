@@ -27,6 +27,12 @@ func SplitTable(name string) (schema, table string) {
 	return "public", name
 }
 
+// Normalize returns a mapping's table name in the form events use: "x" for
+// "public.x", "s.x" otherwise.
+func Normalize(name string) string {
+	return broadcaster.QualifiedName(SplitTable(name))
+}
+
 // TableInfo is what the catalog says about one table.
 type TableInfo struct {
 	*broadcaster.Relation
@@ -39,7 +45,8 @@ type TableInfo struct {
 }
 
 // LoadTables reads the named tables (mapping names: "exams", "audit.logins")
-// from the catalog. Tables that do not exist are absent from the result.
+// from the catalog, keyed by their Normalize'd names. Tables that do not
+// exist are absent from the result.
 func LoadTables(ctx context.Context, q Querier, names []string) (map[string]*TableInfo, error) {
 	out := make(map[string]*TableInfo, len(names))
 	for _, name := range names {
@@ -105,7 +112,7 @@ func LoadTables(ctx context.Context, q Querier, names []string) (map[string]*Tab
 				}
 			}
 		}
-		out[name] = info
+		out[Normalize(name)] = info
 	}
 	return out, nil
 }

@@ -83,7 +83,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		add("publication %q does not exist: run `cdc-broadcaster setup` (or set source.create: true)", cfg.Source.Publication)
 	case !all:
 		for i, mp := range cfg.Mappings {
-			if _, ok := tables[mp.Table]; ok && !pubTables[mp.Table] {
+			if _, ok := tables[cdc.Normalize(mp.Table)]; ok && !pubTables[cdc.Normalize(mp.Table)] {
 				if cfg.Source.Create {
 					fmt.Fprintf(c.main.Stdout, "note: table %s is not in publication %q yet; serve adds it (source.create is true)\n", mp.Table, cfg.Source.Publication)
 					continue
@@ -106,6 +106,24 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		add("replication slot %q is invalidated (wal_status lost): the WAL it needed is gone; drop it and run setup, then clients resync", cfg.Source.Slot)
 	}
 
+	if rt := recheckTables(cfg); len(rt) > 0 {
+		infos, err := cdc.LoadTables(ctx, conn, rt)
+		if err != nil {
+			return err
+		}
+		for i, ch := range cfg.Channels {
+			for j, t := range ch.RecheckOn {
+				key := fmt.Sprintf("channels[%d].recheck_on[%d]", i, j)
+				switch {
+				case infos[cdc.Normalize(t)] == nil:
+					add("%s: table %s does not exist", c.where(cfg, key), t)
+				case pubExists && !all && !pubTables[cdc.Normalize(t)] && !cfg.Source.Create:
+					add("%s: table %s is not in publication %q, so its changes cannot re-check access: run `cdc-broadcaster setup`", c.where(cfg, key), t, cfg.Source.Publication)
+				}
+			}
+		}
+	}
+
 	if mapper != nil {
 		for _, req := range mapper.Requirements() {
 			info := tables[req.Table]
@@ -116,7 +134,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 				c.where(cfg, req.Key), strings.Join(req.OldColumns, ", "), req.Table, identityName(info.ReplicaIdentity), listOrNone(info.IdentityColumns), cdc.Ident(req.Table))
 		}
 		for i, mp := range cfg.Mappings {
-			info := tables[mp.Table]
+			info := tables[cdc.Normalize(mp.Table)]
 			if info == nil || len(info.IdentityColumns) > 0 {
 				continue
 			}

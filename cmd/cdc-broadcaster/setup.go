@@ -42,7 +42,7 @@ func (c *SetupCommand) Run(ctx context.Context, args []string) error {
 			full = append(full, req.Table)
 		}
 	}
-	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, mapper.Tables(), full)
+	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, publishedTables(cfg), full)
 	if err != nil {
 		return err
 	}

@@ -128,6 +128,15 @@ func roleLabel(role string) string {
 	return role
 }
 
+// who names a user in a line. Lines name students by their student id
+// elsewhere, so a student's user id says so.
+func who(role string, userID int64) string {
+	if role == "student" {
+		return fmt.Sprintf("student user %d", userID)
+	}
+	return fmt.Sprintf("%s %d", roleLabel(role), userID)
+}
+
 // audience is how a line names an announcement's target_role (nil: all).
 func audience(target *string) string {
 	if target == nil {

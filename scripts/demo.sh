@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# demo.sh (`make demo`): the broadcaster on a live, simulated school.
+#
+# On a Debian machine with Go, as root or as a user with sudo: installs
+# PostgreSQL if missing, builds bin/cdc-broadcaster and bin/school-sim,
+# starts a throwaway cluster in a temporary directory, loads the example
+# school (migrations/), then runs
+#   cdc-broadcaster check            once, to show the config fits the schema
+#   cdc-broadcaster serve            in the background (log in the temp dir)
+#   cdc-broadcaster tail             in the foreground: one line per event
+#   school-sim                       in the background (log in the temp dir)
+# Ctrl-C stops everything, stops the cluster and deletes the temp dir.
+#
+# Environment:
+#   DEMO_DURATION=N   stop by itself after N seconds (a smoke test)
+#   DEMO_RATE=R       simulated changes per second (default 2)
+#   DEMO_KEEP=1       keep the temp dir (logs) after stopping
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=scripts/pg.sh
+source "$ROOT/scripts/pg.sh"
+
+DEMO_DURATION=${DEMO_DURATION:-}
+DEMO_RATE=${DEMO_RATE:-2}
+DEMO_KEEP=${DEMO_KEEP:-}
+
+say() { echo "demo: $*" >&2; }
+die() {
+	say "$*"
+	exit 1
+}
+
+if [ -n "$DEMO_DURATION" ] && ! [[ "$DEMO_DURATION" =~ ^[0-9]+$ ]]; then
+	die "DEMO_DURATION=$DEMO_DURATION: want a whole number of seconds"
+fi
+command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/doc/install)"
+
+# -- Build ------------------------------------------------------------------
+say "building bin/cdc-broadcaster and bin/school-sim"
+VERSION=$(git describe --always --dirty 2>/dev/null || echo dev)
+go build -ldflags "-X main.version=$VERSION" -o bin/cdc-broadcaster ./cmd/cdc-broadcaster
+go build -o bin/school-sim ./cmd/school-sim
+CDCB="$ROOT/bin/cdc-broadcaster"
+SIM="$ROOT/bin/school-sim"
+
+pg_ensure_installed
+
+# -- Cleanup: from here on, every exit goes through it ------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cdc-demo.XXXXXX")
+PIDS=()
+
+# stop_pids PID... sends SIGTERM, waits up to 10 s, then SIGKILL.
+stop_pids() {
+	local pid i alive
+	for pid in "$@"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for i in $(seq 1 100); do
+		alive=0
+		for pid in "$@"; do
+			if kill -0 "$pid" 2>/dev/null; then
+				alive=1
+			fi
+		done
+		[ "$alive" -eq 0 ] && break
+		sleep 0.1
+	done
+	for pid in "$@"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+}
+
+cleanup() {
+	local code=$?
+	trap - EXIT INT TERM
+	set +e
+	say "stopping"
+	# The simulator first, so that the last changes still reach tail.
+	if [ "${#PIDS[@]}" -gt 0 ]; then
+		stop_pids "${PIDS[0]}"
+		[ "${#PIDS[@]}" -gt 1 ] && stop_pids "${PIDS[@]:1}"
+	fi
+	pg_stop "$TMP"
+	if [ -f "$TMP/sim.log" ]; then
+		grep -A 100 '^school-sim:' "$TMP/sim.log" >&2 || true
+	fi
+	if [ -f "$TMP/serve.log" ]; then
+		say "serve logged $(grep -c 'level=ERROR' "$TMP/serve.log") errors"
+	fi
+	if [ -n "$DEMO_KEEP" ]; then
+		say "kept $TMP (logs in it)"
+	else
+		rm -rf "$TMP"
+	fi
+	say "stopped and cleaned up"
+	exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# -- Database -----------------------------------------------------------------
+say "starting PostgreSQL in $TMP"
+pg_start "$TMP"
+pg_psql postgres -c "CREATE DATABASE school" >/dev/null
+for f in 001_school_schema.sql 002_replication.sql 010_example_data.sql; do
+	say "applying migrations/$f"
+	pg_psql school -f "migrations/$f" >/dev/null
+done
+DB_SIM="postgres://postgres@127.0.0.1:$PG_PORT/school"
+
+# -- Config -------------------------------------------------------------------
+# The broadcaster connects as its own role (002_replication.sql), with no
+# password: the throwaway cluster trusts loopback connections.
+CONFIG="$TMP/config.yaml"
+DB_CDC="postgres://cdc_broadcaster@127.0.0.1:$PG_PORT/school"
+sed -e "s|^  database_url: .*|  database_url: $DB_CDC|" \
+	-e 's|^  format: json |  format: text |' \
+	config.example.yaml >"$CONFIG"
+grep -q "^  database_url: $DB_CDC\$" "$CONFIG" || die "could not set source.database_url in $CONFIG"
+grep -q '^  format: text ' "$CONFIG" || die "could not set log.format in $CONFIG"
+CDC_AUTH_JWT_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export CDC_AUTH_JWT_SECRET
+
+say "cdc-broadcaster check"
+"$CDCB" check --config "$CONFIG" >&2 || die "check failed"
+
+# -- Programs -----------------------------------------------------------------
+# wait_for_log FILE PATTERN PID: until the log shows PATTERN, or PID dies.
+wait_for_log() {
+	local file=$1 pattern=$2 pid=$3 i
+	for i in $(seq 1 200); do
+		if grep -q "$pattern" "$file" 2>/dev/null; then
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	say "no \"$pattern\" in $file; last lines:"
+	tail -n 20 "$file" >&2
+	return 1
+}
+
+"$CDCB" serve --config "$CONFIG" >"$TMP/serve.log" 2>&1 &
+SERVE_PID=$!
+PIDS+=("$SERVE_PID")
+wait_for_log "$TMP/serve.log" "msg=serving" "$SERVE_PID" || die "serve did not start"
+
+# format_events turns tail's JSON lines into "eventType table channels userId"
+# columns, with jq when there is one.
+format_events() {
+	if command -v jq >/dev/null 2>&1; then
+		jq -r --unbuffered '[.event.eventType, .event.table, (.channels | join(",")), ("user=" + (.event.userId // "-"))] | @tsv' |
+			awk -F'\t' '{ printf "%-28s %-15s %-58s %s\n", $1, $2, $3, $4; fflush() }'
+	else
+		cat
+	fi
+}
+
+"$CDCB" tail --config "$CONFIG" 2>"$TMP/tail.log" > >(format_events) &
+TAIL_PID=$!
+PIDS+=("$TAIL_PID")
+wait_for_log "$TMP/tail.log" "msg=streaming" "$TAIL_PID" || die "tail did not start"
+
+"$SIM" -db "$DB_SIM" -rate "$DEMO_RATE" >"$TMP/sim.log" 2>&1 &
+SIM_PID=$!
+PIDS=("$SIM_PID" "${PIDS[@]}") # stopped first
+
+cat >&2 <<EOF
+
+demo: running
+  PostgreSQL     127.0.0.1:$PG_PORT, database school (data in $TMP/pg, log $TMP/pg/postgres.log)
+  serve          pid $SERVE_PID, log $TMP/serve.log
+  tail           pid $TAIL_PID, events below (its log $TMP/tail.log)
+  school-sim     pid $SIM_PID, $DEMO_RATE changes/s, log $TMP/sim.log
+  config         $CONFIG (CDC_AUTH_JWT_SECRET is a random dev secret)
+  The live dashboards at http://localhost:8080/demo/ arrive with the
+  WebSocket gateway (a later issue); for now, watch the events here.
+  $([ -n "$DEMO_DURATION" ] && echo "Stopping by itself after $DEMO_DURATION s; " || true)Ctrl-C stops everything and deletes $TMP.
+
+EOF
+
+# Wait for the timer, or for tail to end (it should not) or a signal.
+if [ -n "$DEMO_DURATION" ]; then
+	sleep "$DEMO_DURATION" &
+	PIDS+=($!)
+	wait $! || true
+	say "DEMO_DURATION=$DEMO_DURATION reached"
+else
+	wait "$TAIL_PID" || true
+	say "tail ended; see $TMP/tail.log"
+fi

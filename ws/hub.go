@@ -1,0 +1,311 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/acl"
+)
+
+// runBatch is how many events the hub reads from the log at a time.
+const runBatch = 512
+
+// hub is the channel index: which connection listens on which channel.
+type hub struct {
+	stats *counters
+
+	mu sync.Mutex // protects everything below and every conn's subs, mark and match
+	// pos is the newest position fanned out: a subscription made now
+	// receives every event after it, and nothing at or before it.
+	pos   broadcaster.Cursor
+	index map[string]*channelSubs
+	// seq numbers the events fanned out, to mark the connections an event
+	// touches (conn.mark) without a map per event.
+	seq uint64
+	// touched and envelopes are per-event scratch space.
+	touched   []*conn
+	envelopes map[string][]byte
+}
+
+// channelSubs are the connections subscribed to one channel.
+type channelSubs struct {
+	ch    *acl.Channel
+	conns map[*conn]struct{}
+}
+
+func newHub(stats *counters, start broadcaster.Cursor) *hub {
+	return &hub{
+		stats:     stats,
+		pos:       start,
+		index:     make(map[string]*channelSubs),
+		envelopes: make(map[string][]byte),
+	}
+}
+
+// Run is the hub: it follows the log from the hub's position (the log's
+// head when the Server was made) and fans each event out to the connections
+// subscribed to its channels, until ctx ends or Shutdown is called. It
+// returns nil then, and an error only when the log fails. Call it once.
+func (s *Server) Run(ctx context.Context) error {
+	pos := s.hub.position()
+	for {
+		// Every event at or before head is in the log now, so when Since
+		// returns them all, the hub has fanned out everything up to head.
+		head := s.log.Head()
+		evs, more, err := s.log.Since(pos, runBatch)
+		if errors.Is(err, broadcaster.ErrCursorExpired) {
+			pos = s.hub.lost(head)
+			s.logger.Error("ws: the hub fell behind the retained log; every subscription was told to reset", "resume", head)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("ws hub: read the log after %v: %w", pos, err)
+		}
+		for i := range evs {
+			s.hub.publish(&evs[i], s.logger)
+		}
+		if len(evs) > 0 {
+			pos = evs[len(evs)-1].ID
+		}
+		if more {
+			if ctx.Err() != nil || s.ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		if pos.Before(head) {
+			pos = head
+			s.hub.advance(head)
+		}
+		select {
+		case <-s.log.Wait(pos):
+		case <-ctx.Done():
+			return nil
+		case <-s.ctx.Done():
+			return nil
+		}
+	}
+}
+
+// position returns the hub's position.
+func (h *hub) position() broadcaster.Cursor {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pos
+}
+
+// advance moves the position to c, past events already fanned out.
+func (h *hub) advance(c broadcaster.Cursor) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos.Before(c) {
+		h.pos = c
+	}
+}
+
+// withPosition calls f with the position while no event can be queued, so
+// what f queues lands after every event at or before that position.
+func (h *hub) withPosition(f func(pos broadcaster.Cursor)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(h.pos)
+}
+
+// publish queues ev on every connection subscribed to one of its channels:
+// once per connection, listing every matching channel it subscribed to.
+func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pos = ev.ID
+	h.seq++
+	touched := h.touched[:0]
+	for _, name := range ev.Channels {
+		cs := h.index[name]
+		if cs == nil {
+			continue
+		}
+		for c := range cs.conns {
+			if c.mark != h.seq {
+				c.mark, c.match = h.seq, c.match[:0]
+				touched = append(touched, c)
+			}
+			if !slices.Contains(c.match, name) {
+				c.match = append(c.match, name)
+			}
+		}
+	}
+	defer func() {
+		clear(touched) // keep no closed connection alive
+		h.touched = touched[:0]
+	}()
+	if len(touched) == 0 {
+		return
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
+		return
+	}
+	clear(h.envelopes)
+	for _, c := range touched {
+		key := c.match[0]
+		if len(c.match) > 1 {
+			key = strings.Join(c.match, "\x00")
+		}
+		env, ok := h.envelopes[key]
+		if !ok {
+			env = eventEnvelope(c.match, body)
+			h.envelopes[key] = env
+		}
+		c.enqueue(outFrame{data: env, event: true})
+	}
+}
+
+// lost handles a hub that fell behind the retained log: events were lost for
+// every subscription, so each connection is sent reset for all of its
+// channels, and the hub resumes at head.
+func (h *hub) lost(head broadcaster.Cursor) broadcaster.Cursor {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pos = head
+	chans := make(map[*conn][]string)
+	for name, cs := range h.index {
+		for c := range cs.conns {
+			chans[c] = append(chans[c], name)
+		}
+	}
+	for c, names := range chans {
+		slices.Sort(names)
+		c.enqueue(outFrame{data: encode(resetMsg{Type: "reset", Channels: names, Reason: "cursor_expired"})})
+	}
+	return head
+}
+
+// subscribe adds c to chans (channels it already has stay as they are),
+// then calls then with the position, under the lock: what then queues
+// precedes every event of the new subscriptions.
+func (h *hub) subscribe(c *conn, chans []*acl.Channel, then func(pos broadcaster.Cursor)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ch := range chans {
+		if _, ok := c.subs[ch.Name]; ok {
+			continue
+		}
+		c.subs[ch.Name] = ch
+		cs := h.index[ch.Name]
+		if cs == nil {
+			cs = &channelSubs{ch: ch, conns: make(map[*conn]struct{})}
+			h.index[ch.Name] = cs
+		}
+		cs.conns[c] = struct{}{}
+		h.stats.subs.Add(1)
+	}
+	// Resume (`since`, next issue) goes here: the replay of the retained
+	// events after `since` and up to h.pos on the new channels must reach c
+	// before the live ones that follow h.pos. Queue it here while the lock
+	// holds the live events back (a short replay), or mark the channels
+	// pending and have a per-connection goroutine stream the replay from the
+	// log, holding c's live events for them until it has reached h.pos.
+	then(h.pos)
+}
+
+// unsubscribe removes c from the named channels, then calls then under the
+// lock: no event of those channels follows what then queues.
+func (h *hub) unsubscribe(c *conn, names []string, then func(pos broadcaster.Cursor)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range names {
+		h.drop(c, name)
+	}
+	then(h.pos)
+}
+
+// revoke removes c from the channel and queues revoked, unless c no longer
+// has it. It reports whether it did.
+func (h *hub) revoke(c *conn, name, reason string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.drop(c, name) {
+		return false
+	}
+	c.enqueue(outFrame{data: encode(revokedMsg{Type: "revoked", Channel: name, Reason: reason})})
+	return true
+}
+
+// removeAll drops every subscription of a closed connection.
+func (h *hub) removeAll(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name := range c.subs {
+		h.drop(c, name)
+	}
+}
+
+// drop removes one subscription; h.mu must be held.
+func (h *hub) drop(c *conn, name string) bool {
+	if _, ok := c.subs[name]; !ok {
+		return false
+	}
+	delete(c.subs, name)
+	if cs := h.index[name]; cs != nil {
+		delete(cs.conns, c)
+		if len(cs.conns) == 0 {
+			delete(h.index, name)
+		}
+	}
+	h.stats.subs.Add(-1)
+	return true
+}
+
+// subscription returns c's subscription to name, or nil.
+func (h *hub) subscription(c *conn, name string) *acl.Channel {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return c.subs[name]
+}
+
+// count returns how many channels c is subscribed to.
+func (h *hub) count(c *conn) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(c.subs)
+}
+
+// channelsOf returns c's subscriptions.
+func (h *hub) channelsOf(c *conn) []*acl.Channel {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*acl.Channel, 0, len(c.subs))
+	for _, ch := range c.subs {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// subscribed is one channel and its connections at a moment.
+type subscribed struct {
+	ch    *acl.Channel
+	conns []*conn
+}
+
+// snapshot returns every channel with subscribers, and them.
+func (h *hub) snapshot() []subscribed {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]subscribed, 0, len(h.index))
+	for _, cs := range h.index {
+		s := subscribed{ch: cs.ch, conns: make([]*conn, 0, len(cs.conns))}
+		for c := range cs.conns {
+			s.conns = append(s.conns, c)
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,102 @@
+package ws
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Fixed limits; the configurable ones are in config.Limits.
+const (
+	// badFrameBurst bad frames are tolerated at once, and one more every
+	// badFrameRefill: "more than 10 within a minute" closes with 1008.
+	badFrameBurst  = 10
+	badFrameRefill = time.Minute / badFrameBurst
+	// floodFactor × burst requests refused in a row close with 4008.
+	floodFactor = 3
+	// writeTimeout bounds one frame's write to a client.
+	writeTimeout = 10 * time.Second
+)
+
+// msgLimiter enforces limits.max_messages_per_second on one connection. It
+// is used by the connection's reader goroutine only.
+type msgLimiter struct {
+	lim *rate.Limiter
+	// refused counts requests refused in a row; floodAfter of them close
+	// the connection.
+	refused    int
+	floodAfter int
+}
+
+func newMsgLimiter(perSecond int) *msgLimiter {
+	burst := 2 * perSecond
+	return &msgLimiter{
+		lim:        rate.NewLimiter(rate.Limit(perSecond), burst),
+		floodAfter: floodFactor * burst,
+	}
+}
+
+// allow reports whether a request arriving at now may be served, and
+// whether the client has been flooding long enough to be disconnected.
+func (m *msgLimiter) allow(now time.Time) (ok, flood bool) {
+	if m.lim.AllowN(now, 1) {
+		m.refused = 0
+		return true, false
+	}
+	m.refused++
+	return false, m.refused >= m.floodAfter
+}
+
+// newBadFrameLimiter returns the bucket of bad frames a connection may send.
+func newBadFrameLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Every(badFrameRefill), badFrameBurst)
+}
+
+// ipLimiter enforces limits.max_connections_per_ip_per_minute: a token
+// bucket per IP, burst the limit, refilled at the limit per minute.
+type ipLimiter struct {
+	perMinute int
+
+	mu sync.Mutex // protects buckets and lastSweep
+	// buckets holds the IPs seen within the last minute or so.
+	buckets   map[string]*ipBucket
+	lastSweep time.Time
+}
+
+type ipBucket struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+func newIPLimiter(perMinute int) *ipLimiter {
+	return &ipLimiter{perMinute: perMinute, buckets: make(map[string]*ipBucket)}
+}
+
+// allow reports whether ip may open one more connection at now.
+func (l *ipLimiter) allow(ip string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(now)
+	b := l.buckets[ip]
+	if b == nil {
+		b = &ipBucket{lim: rate.NewLimiter(rate.Every(time.Minute/time.Duration(l.perMinute)), l.perMinute)}
+		l.buckets[ip] = b
+	}
+	b.last = now
+	return b.lim.AllowN(now, 1)
+}
+
+// sweep forgets, at most once a minute, the IPs idle for a minute: their
+// buckets are full again, the same as new ones.
+func (l *ipLimiter) sweep(now time.Time) {
+	if now.Sub(l.lastSweep) < time.Minute {
+		return
+	}
+	l.lastSweep = now
+	for ip, b := range l.buckets {
+		if now.Sub(b.last) >= time.Minute {
+			delete(l.buckets, ip)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package ws
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats is a snapshot of the gateway's counters.
+type Stats struct {
+	// ConnectionsActive counts authenticated connections now open.
+	ConnectionsActive int64
+	// ConnectionsTotal counts connections ever authenticated.
+	ConnectionsTotal uint64
+	// ByRole counts the active connections by their token's role.
+	ByRole map[string]int64
+	// Subscriptions counts the channel subscriptions of open connections.
+	Subscriptions int64
+	// EventsDelivered counts event frames written to clients.
+	EventsDelivered uint64
+	// BytesSent counts the bytes of every frame written to clients.
+	BytesSent uint64
+	// Overflows counts connections closed with 4009 (send queue full).
+	Overflows uint64
+	// ClosesByCode counts ended connections by close code (1006 for a
+	// connection that broke without one).
+	ClosesByCode map[int]uint64
+	// AuthFailures counts refused tokens and first frames.
+	AuthFailures uint64
+	// Revocations counts subscriptions revoked after a token refresh or a
+	// membership change.
+	Revocations uint64
+}
+
+// counters are the live figures behind Stats.
+type counters struct {
+	active       atomic.Int64
+	total        atomic.Uint64
+	subs         atomic.Int64
+	delivered    atomic.Uint64
+	bytes        atomic.Uint64
+	overflows    atomic.Uint64
+	authFailures atomic.Uint64
+	revocations  atomic.Uint64
+
+	mu     sync.Mutex // protects byRole and closes
+	byRole map[string]int64
+	closes map[int]uint64
+}
+
+func newCounters() *counters {
+	return &counters{byRole: make(map[string]int64), closes: make(map[int]uint64)}
+}
+
+// role moves one active connection from role from to role to; "" is none.
+func (s *counters) role(from, to string) {
+	if from == to {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if from != "" {
+		if s.byRole[from]--; s.byRole[from] <= 0 {
+			delete(s.byRole, from)
+		}
+	}
+	if to != "" {
+		s.byRole[to]++
+	}
+}
+
+func (s *counters) closed(code int) {
+	s.mu.Lock()
+	s.closes[code]++
+	s.mu.Unlock()
+}
+
+func (s *counters) snapshot() Stats {
+	st := Stats{
+		ConnectionsActive: s.active.Load(),
+		ConnectionsTotal:  s.total.Load(),
+		Subscriptions:     s.subs.Load(),
+		EventsDelivered:   s.delivered.Load(),
+		BytesSent:         s.bytes.Load(),
+		Overflows:         s.overflows.Load(),
+		AuthFailures:      s.authFailures.Load(),
+		Revocations:       s.revocations.Load(),
+	}
+	s.mu.Lock()
+	st.ByRole = maps.Clone(s.byRole)
+	st.ClosesByCode = maps.Clone(s.closes)
+	s.mu.Unlock()
+	return st
+}
