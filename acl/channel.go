@@ -42,12 +42,13 @@ const DefaultParamRegexp = `^[0-9A-Za-z_.-]{1,128}$`
 // anchored regexp, so a name resolves only when every param satisfies its
 // regexp exactly as written.
 type pattern struct {
-	text  string
-	names []string                  // params in order; nil for a literal pattern
-	re    map[string]*regexp.Regexp // each param's anchored regexp
-	src   map[string]string         // each param's regexp as configured, for messages
-	full  *regexp.Regexp
-	shape *regexp.Regexp
+	text    string
+	literal int                       // bytes of literal text, to tell the more specific of two patterns
+	names   []string                  // params in order; nil for a literal pattern
+	re      map[string]*regexp.Regexp // each param's anchored regexp
+	src     map[string]string         // each param's regexp as configured, for messages
+	full    *regexp.Regexp
+	shape   *regexp.Regexp
 }
 
 // patternPart is a literal or, when param is set, a {param}.
@@ -109,6 +110,7 @@ func compilePattern(p string, params map[string]string) (*pattern, error) {
 	shape.WriteString("^")
 	for _, part := range parts {
 		if !part.param {
+			pt.literal += len(part.text)
 			full.WriteString(regexp.QuoteMeta(part.text))
 			shape.WriteString(regexp.QuoteMeta(part.text))
 			continue

@@ -70,7 +70,8 @@ type channelRule struct {
 
 // allowRule is one compiled allow entry; unset conditions are nil/empty.
 type allowRule struct {
-	id     string // "3.1": channel pattern index and allow index, for cache keys and logs
+	id     string // "3.1": channel pattern index and allow index, for cache keys
+	index  int    // allow index, for messages
 	roles  map[string]bool
 	self   string
 	claims []claimCond
@@ -129,7 +130,7 @@ func NewRules(channels []config.Channel, auth config.Auth, db Querier, opts Rule
 		}
 		for _, a := range cr.allow {
 			if a.sql != nil && db == nil {
-				return nil, fmt.Errorf("channels[%d] (pattern %q): allow[%s] uses sql but no database was given", i, ch.Pattern, strings.TrimPrefix(a.id, strconv.Itoa(i)+"."))
+				return nil, fmt.Errorf("channels[%d] (pattern %q): allow[%d] uses sql but no database was given", i, ch.Pattern, a.index)
 			}
 		}
 		for t := range cr.recheck {
@@ -162,7 +163,7 @@ func compileChannel(i int, ch config.Channel, env *cel.Env) (*channelRule, error
 		if err != nil {
 			return nil, fmt.Errorf("allow[%d]: %w", j, err)
 		}
-		ar.id = fmt.Sprintf("%d.%d", i, j)
+		ar.id, ar.index = fmt.Sprintf("%d.%d", i, j), j
 		cr.allow = append(cr.allow, ar)
 	}
 	for j, t := range ch.RecheckOn {
@@ -236,7 +237,7 @@ func claimTemplate(s string, params map[string]bool) ([]patternPart, error) {
 func compileWhen(env *cel.Env, expr string) (cel.Program, error) {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, issuesError(iss)
 	}
 	if out := ast.OutputType(); !out.IsExactType(types.BoolType) && !out.IsExactType(types.DynType) {
 		return nil, fmt.Errorf("the result is %s, want bool", out)
@@ -248,6 +249,22 @@ func compileWhen(env *cel.Env, expr string) (cel.Program, error) {
 	return prg, nil
 }
 
+// issuesError puts cel's issues on one line: "1:8: reason; 1:20: reason".
+func issuesError(iss *cel.Issues) error {
+	var parts []string
+	for _, e := range iss.Errors() {
+		msg := e.Message
+		if loc := e.Location; loc != nil && loc.Line() > 0 {
+			msg = fmt.Sprintf("%d:%d: %s", loc.Line(), loc.Column()+1, msg)
+		}
+		parts = append(parts, msg)
+	}
+	if len(parts) == 0 {
+		return errors.New(strings.Join(strings.Fields(iss.String()), " "))
+	}
+	return errors.New(strings.Join(parts, "; "))
+}
+
 // normalizeTable names a table as mappings do: "public.x" is "x".
 func normalizeTable(t string) string {
 	return strings.TrimPrefix(strings.TrimSpace(t), "public.")
@@ -256,16 +273,19 @@ func normalizeTable(t string) string {
 // Resolve finds the pattern of a channel name: the first pattern that the
 // name fits wins. A name that fits no pattern's shape is ErrUnknownChannel;
 // one that has a pattern's shape but a param failing its regexp (and fits
-// no other pattern) is ErrInvalidChannel, wrapped with the param's name.
+// no other pattern) is ErrInvalidChannel, wrapped with the param's name;
+// when several patterns have that shape, the message is about the most
+// specific one (the most literal text).
 func (r *Rules) Resolve(name string) (*Channel, error) {
 	var invalidErr error
+	literal := -1 // literal length of the pattern invalidErr comes from
 	for i, cr := range r.channels {
 		params, fits, err := cr.pat.match(name)
 		if fits {
 			return &Channel{Name: name, Pattern: cr.pat.text, Params: params, rule: i}, nil
 		}
-		if err != nil && invalidErr == nil {
-			invalidErr = fmt.Errorf("%w (pattern %s)", err, cr.pat.text)
+		if err != nil && cr.pat.literal > literal {
+			invalidErr, literal = fmt.Errorf("%w (pattern %s)", err, cr.pat.text), cr.pat.literal
 		}
 	}
 	if invalidErr != nil {
@@ -308,7 +328,7 @@ func (r *Rules) Allowed(ctx context.Context, c *Claims, ch *Channel) (bool, erro
 			ok, err := r.query(ctx, a, c, ch)
 			if err != nil {
 				if firstErr == nil {
-					firstErr = fmt.Errorf("channel %s: allow rule %s: %w", ch.Pattern, a.id, err)
+					firstErr = fmt.Errorf("channel %s: allow[%d] sql: %w", ch.Pattern, a.index, err)
 				}
 				continue
 			}
@@ -348,12 +368,12 @@ func (r *Rules) evalWhen(ctx context.Context, a *allowRule, c *Claims, ch *Chann
 	}
 	out, _, err := a.when.ContextEval(ctx, map[string]any{"claims": claims, "params": ch.Params})
 	if err != nil {
-		r.log.Debug("acl: when failed; counts as false", "pattern", ch.Pattern, "rule", a.id, "err", err)
+		r.log.Debug("acl: when failed; counts as false", "pattern", ch.Pattern, "allow", a.index, "err", err)
 		return false
 	}
 	b, ok := out.Value().(bool)
 	if !ok {
-		r.log.Debug("acl: when is not a bool; counts as false", "pattern", ch.Pattern, "rule", a.id, "type", out.Type())
+		r.log.Debug("acl: when is not a bool; counts as false", "pattern", ch.Pattern, "allow", a.index, "type", out.Type())
 	}
 	return ok && b
 }
@@ -445,7 +465,7 @@ func (r *Rules) query(ctx context.Context, a *allowRule, c *Claims, ch *Channel)
 		if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "22") {
 			return false, err
 		}
-		r.log.Debug("acl: sql rule refused a value; not allowed", "pattern", ch.Pattern, "rule", a.id, "sqlstate", pgErr.Code)
+		r.log.Debug("acl: sql rule refused a value; not allowed", "pattern", ch.Pattern, "allow", a.index, "sqlstate", pgErr.Code)
 		ok = false
 	}
 	if r.ttl > 0 {

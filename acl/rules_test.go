@@ -213,7 +213,7 @@ func TestResolve(t *testing.T) {
 		{name: "nul", channel: "class:4\x002", err: ErrInvalidChannel},
 		{name: "unicode digits", channel: "class:٤٢", err: ErrInvalidChannel},
 		{name: "space", channel: "class: 42", err: ErrInvalidChannel},
-		{name: "extra segment", channel: "exam:7:student:9:student:3", err: ErrInvalidChannel, errText: "param"},
+		{name: "extra segment", channel: "exam:7:student:9:student:3", err: ErrInvalidChannel, errText: "param studentId"},
 		{name: "first of two params bad", channel: "exam:x:student:9", err: ErrInvalidChannel, errText: "param examId"},
 		{name: "default regexp refuses quote", channel: "exam:7:student:9'", err: ErrInvalidChannel},
 		{name: "inner anchors ab", channel: "alt:ab", err: ErrInvalidChannel},

@@ -255,10 +255,16 @@ func fetchJWKS(ctx context.Context, url string, client *http.Client, log *slog.L
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", url, err)
+		return nil, fmt.Errorf("fetch %s: %w", url, oneLine{err})
 	}
 	return kf, nil
 }
+
+// oneLine prints a joined error (keyfunc's are) on one line.
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string { return strings.ReplaceAll(e.err.Error(), "\n", "; ") }
+func (e oneLine) Unwrap() error { return e.err }
 
 // limitedTransport caps the size of response bodies.
 type limitedTransport struct {

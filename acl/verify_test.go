@@ -225,7 +225,9 @@ func TestVerifyHMAC(t *testing.T) {
 	both.PublicKeyFile = rsOnly.PublicKeyFile
 
 	ok := func(extra map[string]any) func(t testing.TB) string {
-		return func(t testing.TB) string { return sign(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(extra), "") }
+		return func(t testing.TB) string {
+			return sign(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(extra), "")
+		}
 	}
 	for _, tc := range []struct {
 		name  string

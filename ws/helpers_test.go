@@ -251,21 +251,32 @@ func (e *env) token(user, role string) string {
 
 // appendEvents appends one transaction per event, each on the channels.
 func (e *env) appendEvents(n int, channels ...string) []broadcaster.Event {
+	evs := e.makeEvents(n, "", channels...)
+	e.appendBatch(evs)
+	return evs
+}
+
+// makeEvents makes n events, one transaction each, with a payload column
+// holding pad.
+func (e *env) makeEvents(n int, pad string, channels ...string) []broadcaster.Event {
 	evs := make([]broadcaster.Event, n)
 	for i := range evs {
 		e.lsn += 0x10
+		data := broadcaster.Row{{Name: "id", Value: int64(i)}}
+		if pad != "" {
+			data = append(data, broadcaster.Field{Name: "pad", Value: pad})
+		}
 		evs[i] = broadcaster.Event{
 			ID:        broadcaster.Cursor{LSN: e.lsn, Pos: 1},
 			Type:      "exam.updated",
 			Table:     "exams",
 			Op:        broadcaster.OpUpdate,
-			Data:      broadcaster.Row{{Name: "id", Value: int64(i)}},
+			Data:      data,
 			Timestamp: time.Now(),
 			TxID:      uint32(e.lsn),
 			Channels:  channels,
 		}
 	}
-	e.appendBatch(evs)
 	return evs
 }
 

@@ -73,7 +73,9 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("serving", "version", version, "tables", len(mapper.Tables()), "slot", cfg.Source.Slot)
-	if err := stream.Run(ctx, mapper); err != nil {
+	// The gateway (next) re-checks access when these tables change.
+	handler := newRecheckTee(mapper, recheckTables(cfg), nil)
+	if err := stream.Run(ctx, handler); err != nil {
 		return err
 	}
 	log.Info("stopped")

@@ -1,0 +1,280 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/acl"
+)
+
+func TestFanOutOneFramePerEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:42", "exam:7")
+	e.acc.grant("20", "class:42")
+	both := e.connect("19", "teacher")
+	both.subscribe("class:42", "exam:7")
+	one := e.connect("20", "teacher")
+	one.subscribe("class:42")
+
+	ev := e.appendEvents(1, "exam:7", "class:42", "role:admin")
+	for _, tt := range []struct {
+		name string
+		c    *client
+		want string
+	}{
+		{"subscribed to both channels", both, "exam:7,class:42"},
+		{"subscribed to one", one, "class:42"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.c.expect("event")
+			if got := strings.Join(m.strs("channels"), ","); got != tt.want {
+				t.Errorf("channels %s, want %s", got, tt.want)
+			}
+			body := m["event"].(map[string]any)
+			if body["eventId"] != ev[0].ID.String() || body["cursor"] != ev[0].ID.String() || body["eventType"] != "exam.updated" {
+				t.Errorf("event %v", body)
+			}
+			if before := tt.c.ping(); len(before) != 0 {
+				t.Errorf("more than one frame for the event: %v", before)
+			}
+		})
+	}
+	waitFor(t, "deliveries counted", func() bool { return e.srv.Stats().EventsDelivered == 2 })
+}
+
+// TestEnvelopeEncodedOnce checks that connections with the same matching
+// channels are queued the very same bytes.
+func TestEnvelopeEncodedOnce(t *testing.T) {
+	h := newHub(newCounters(), broadcaster.Cursor{})
+	mk := func(channels ...string) *conn {
+		c := &conn{send: make(chan outFrame, 4), quit: make(chan struct{}), subs: make(map[string]*acl.Channel)}
+		var chs []*acl.Channel
+		for _, name := range channels {
+			chs = append(chs, &acl.Channel{Name: name})
+		}
+		h.subscribe(c, chs, func(broadcaster.Cursor) {})
+		return c
+	}
+	a, b, c, d := mk("class:1"), mk("class:1"), mk("class:1", "exam:2"), mk("exam:2", "class:1")
+	ev := broadcaster.Event{ID: broadcaster.Cursor{LSN: 10, Pos: 1}, Type: "exam.updated", Channels: []string{"exam:2", "class:1", "exam:2"}}
+	h.publish(&ev, slog.New(slog.DiscardHandler))
+	frames := make([][]byte, 4)
+	for i, x := range []*conn{a, b, c, d} {
+		if len(x.send) != 1 {
+			t.Fatalf("conn %d has %d frames queued, want 1", i, len(x.send))
+		}
+		f := <-x.send
+		if !f.event {
+			t.Errorf("conn %d: frame not marked as an event", i)
+		}
+		frames[i] = f.data
+	}
+	if &frames[0][0] != &frames[1][0] {
+		t.Error("two connections on one channel got separately built envelopes")
+	}
+	if &frames[2][0] != &frames[3][0] {
+		t.Error("two connections with the same channel list got separately built envelopes")
+	}
+	var env struct {
+		Type     string          `json:"type"`
+		Channels []string        `json:"channels"`
+		Event    json.RawMessage `json:"event"`
+	}
+	if err := json.Unmarshal(frames[2], &env); err != nil {
+		t.Fatalf("envelope %s: %v", frames[2], err)
+	}
+	if env.Type != "event" || strings.Join(env.Channels, ",") != "exam:2,class:1" {
+		t.Errorf("envelope %s", frames[2])
+	}
+	body, _ := json.Marshal(ev)
+	if string(env.Event) != string(body) {
+		t.Errorf("event body %s, want %s", env.Event, body)
+	}
+}
+
+func TestCommitOrder(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:1")
+	var want []broadcaster.Event
+	for range 10 {
+		want = append(want, e.appendEvents(100, "class:1", "exam:1")...)
+		// A transaction of several events.
+		tx := e.makeEvents(3, "", "class:1")
+		for i := range tx {
+			tx[i].ID = broadcaster.Cursor{LSN: tx[0].ID.LSN, Pos: uint32(i + 1)}
+		}
+		e.appendBatch(tx)
+		want = append(want, tx...)
+	}
+	for i, ev := range want {
+		m := c.expect("event")
+		if got := m["event"].(map[string]any)["eventId"]; got != ev.ID.String() {
+			t.Fatalf("event %d is %v, want %v", i, got, ev.ID)
+		}
+	}
+}
+
+// TestSlowConsumer: a client that never reads is closed with 4009 while
+// another receives every one of 20,000 events in order.
+func TestSlowConsumer(t *testing.T) {
+	const total, batch = 20000, 200
+	e := newEnv(t, func(o *Options) { o.Limits.SendQueue = 512 })
+	e.acc.grant("19", "class:1")
+	e.acc.grant("20", "class:1")
+	fast := e.connect("19", "teacher")
+	fast.subscribe("class:1")
+
+	// The slow client's socket buffer is small, so the server's fills soon.
+	dialer := &net.Dialer{}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sc, _, err := websocket.Dial(ctx, e.wsURL, &websocket.DialOptions{
+		HTTPClient: hc,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token("20", "teacher")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.CloseNow() })
+	slow := &client{t: t, c: sc}
+	slow.expect("welcome")
+	slow.subscribe("class:1")
+
+	evs := e.makeEvents(total, strings.Repeat("x", 1024), "class:1")
+	var fastGot atomic.Int64
+	fastDone := make(chan error, 1)
+	go func() {
+		for i := range total {
+			m, err := fast.tryRead(30 * time.Second)
+			if err != nil {
+				fastDone <- fmt.Errorf("after %d events: %w", i, err)
+				return
+			}
+			if id := m["event"].(map[string]any)["eventId"]; id != evs[i].ID.String() {
+				fastDone <- fmt.Errorf("event %d is %v, want %v", i, id, evs[i].ID)
+				return
+			}
+			fastGot.Add(1)
+		}
+		fastDone <- nil
+	}()
+
+	type slowResult struct {
+		n    int
+		code websocket.StatusCode
+		err  error
+	}
+	slowDone := make(chan slowResult, 1)
+	readSlow := func() {
+		var r slowResult
+		for {
+			m, err := slow.tryRead(30 * time.Second)
+			if err != nil {
+				r.code = websocket.CloseStatus(err)
+				if r.code == -1 {
+					r.err = err
+				}
+				slowDone <- r
+				return
+			}
+			if id := m["event"].(map[string]any)["eventId"]; id != evs[r.n].ID.String() {
+				r.err = fmt.Errorf("slow event %d is %v, want %v", r.n, id, evs[r.n].ID)
+			}
+			r.n++
+		}
+	}
+
+	readingSlow := false
+	for off := 0; off < total; off += batch {
+		e.appendBatch(evs[off : off+batch])
+		deadline := time.Now().Add(30 * time.Second)
+		for fastGot.Load() < int64(off+batch) {
+			select {
+			case err := <-fastDone:
+				t.Fatalf("fast client: %v", err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("fast client stuck at %d events", fastGot.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if !readingSlow && e.srv.Stats().Overflows > 0 {
+			// Read now, so the close frame behind the queued frames gets
+			// through before the server's write timeout.
+			readingSlow = true
+			go readSlow()
+		}
+	}
+	if err := <-fastDone; err != nil {
+		t.Fatalf("fast client: %v", err)
+	}
+	if !readingSlow {
+		t.Fatal("the slow client was never closed")
+	}
+	r := <-slowDone
+	if r.err != nil || r.code != statusSlowConsumer {
+		t.Fatalf("slow client: %d events, close %v, err %v; want close 4009", r.n, r.code, r.err)
+	}
+	if r.n >= total {
+		t.Errorf("the slow client got all %d events", r.n)
+	}
+	st := e.srv.Stats()
+	if st.Overflows != 1 || st.ClosesByCode[4009] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	t.Logf("slow client got %d events before 4009", r.n)
+}
+
+func TestTablesChanged(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:42", "exam:7")
+	e.acc.grant("20", "class:42")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:42", "exam:7")
+	other := e.connect("20", "teacher")
+	other.subscribe("class:42")
+
+	e.acc.deny("19", "class:42", "exam:7")
+	e.srv.TablesChanged("class_teachers")
+	if m := c.expect("revoked"); m.str("channel") != "class:42" || m.str("reason") != "forbidden" {
+		t.Errorf("got %v, want class:42 revoked", m)
+	}
+	ev := e.appendEvents(1, "class:42", "exam:7")
+	// exam:7 does not depend on class_teachers: it is kept.
+	if m := c.expect("event"); strings.Join(m.strs("channels"), ",") != "exam:7" {
+		t.Errorf("event %v, want it on exam:7 only", m)
+	}
+	if m := other.expect("event"); strings.Join(m.strs("channels"), ",") != "class:42" || m["event"].(map[string]any)["eventId"] != ev[0].ID.String() {
+		t.Errorf("other's event %v", m)
+	}
+	e.acc.mu.Lock()
+	invalidated := strings.Join(e.acc.invalidated, ",")
+	e.acc.mu.Unlock()
+	if invalidated != "class_teachers" {
+		t.Errorf("invalidated %s", invalidated)
+	}
+	if st := e.srv.Stats(); st.Revocations != 1 || st.Subscriptions != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
