@@ -68,6 +68,7 @@ func itemsDB(t *testing.T, edits map[string]any) (*DB, string) {
 		"source.status_interval": "200ms",
 		"log.level":              "debug",
 		"auth.jwt.secret":        "integration-test-secret",
+		"server.listen":          "127.0.0.1:0",
 	}
 	for k, v := range edits {
 		all[k] = v
@@ -492,7 +493,17 @@ func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
 	for i := 1; i <= 30; i++ {
 		db.Exec(t, "INSERT INTO items (id) VALUES ($1)", i)
 	}
-	waitServed(t, first, 30)
+	early := waitServed(t, first, 30)
+	// Let the slot confirm the first events, so the restart has something
+	// to skip as well as something to re-deliver.
+	lastEarly := cursorLSN(t, early[len(early)-1].EventID)
+	deadline := time.Now().Add(eventWait)
+	for slotConfirmed(t, db, slot) <= lastEarly {
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never confirmed past %s", lastEarly)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// Commit more while the process dies part way through them.
 	done := make(chan struct{})
 	go func() {
@@ -536,6 +547,9 @@ func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
 		if cursorLSN(t, e.EventID) > confirmed && !seen[e.EventID] {
 			t.Fatalf("event %s (%s) after the confirmed position was not re-delivered with the same id", e.EventID, e.Type)
 		}
+	}
+	if want == len(before) {
+		t.Fatalf("the slot confirmed none of the first run's events: nothing tested the skip")
 	}
 	all := make(map[string]bool)
 	for _, e := range append(before, after...) {

@@ -2,22 +2,35 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/acl"
 	"github.com/treasure-home/cdc-broadcaster/cdc"
+	"github.com/treasure-home/cdc-broadcaster/config"
 	"github.com/treasure-home/cdc-broadcaster/eventlog"
+	"github.com/treasure-home/cdc-broadcaster/mapping"
+	"github.com/treasure-home/cdc-broadcaster/ws"
 )
 
-// ServeCommand runs the pipeline: replication, mapping, event log.
+// ServeCommand runs the service: replication, mapping, event log, gateway.
 type ServeCommand struct {
 	main       *Main
 	configPath string
 }
 
-// Run parses flags and serves until ctx ends.
+// Run parses flags and serves until ctx ends or the stream fails for good.
 func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	fs := c.main.newFlagSet("serve")
 	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
@@ -33,31 +46,30 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	evlog := eventlog.NewMemory(eventlog.Options{MaxEvents: cfg.Retention.MaxEvents, MaxAge: cfg.Retention.MaxAge})
 	sink := &tracingLog{Log: evlog, log: log}
 
-	conn, err := connect(ctx, cfg.Source.DatabaseURL)
+	mapper, err := c.prepare(ctx, cfg, sink, log)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
-	mapper, _, err := compileMapping(ctx, conn, cfg, sink, log)
+
+	verifier, err := acl.NewVerifier(ctx, cfg.Auth.JWT, acl.VerifierOptions{Logger: log})
+	if err != nil {
+		return &configError{err}
+	}
+	defer verifier.Close()
+	readPool, err := newReadPool(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
 		return err
 	}
-	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, publishedTables(cfg), nil)
+	defer readPool.Close()
+	rules, err := acl.NewRules(cfg.Channels, cfg.Auth, readPool, acl.RulesOptions{Logger: log})
 	if err != nil {
-		return err
+		return &configError{err}
 	}
-	if len(plan.Statements) > 0 {
-		if !cfg.Source.Create {
-			return fmt.Errorf("the database is not ready (source.create is false); run `cdc-broadcaster setup`, which would run:\n  %s", strings.Join(plan.Statements, ";\n  "))
-		}
-		for _, st := range plan.Statements {
-			log.Info("setting up replication", "sql", st)
-		}
-		if err := plan.Apply(ctx, conn); err != nil {
-			return err
-		}
+	audit, closeAudit, err := openAudit(cfg.Audit.Log, c.main.Stdout)
+	if err != nil {
+		return &configError{err}
 	}
-	conn.Close(context.Background())
+	defer closeAudit()
 
 	stream, err := cdc.NewStream(cdc.Config{
 		DatabaseURL:    cfg.Source.DatabaseURL,
@@ -72,14 +84,150 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "version", version, "tables", len(mapper.Tables()), "slot", cfg.Source.Slot)
-	// The gateway (next) re-checks access when these tables change.
-	handler := newRecheckTee(mapper, recheckTables(cfg), nil)
-	if err := stream.Run(ctx, handler); err != nil {
-		return err
+	gateway, err := ws.NewServer(ws.Options{
+		Server:   cfg.Server,
+		Limits:   cfg.Limits,
+		Log:      evlog,
+		Verifier: verifier,
+		Access:   rules,
+		Ready: func() (bool, string) {
+			if !stream.Status().Connected {
+				return false, "replication stream not connected"
+			}
+			return true, ""
+		},
+		Audit:  audit,
+		Logger: log,
+	})
+	if err != nil {
+		return &configError{err}
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+	}
+	httpServer := &http.Server{Handler: gateway.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		stop()
+	}
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		handler := newRecheckTee(mapper, recheckTables(cfg), gateway.TablesChanged)
+		if err := stream.Run(runCtx, handler); err != nil {
+			fail(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := gateway.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			fail(fmt.Errorf("gateway: %w", err))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fail(fmt.Errorf("http server: %w", err))
+		}
+	}()
+	log.Info("serving", "version", version, "listen", ln.Addr().String(), "tables", len(mapper.Tables()), "slot", cfg.Source.Slot)
+
+	<-runCtx.Done()
+	log.Info("shutting down", "drain_timeout", cfg.Server.DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout)
+	defer cancel()
+	// Close the WebSockets with 1001 first, so clients reconnect elsewhere,
+	// then stop the listener and wait for the rest.
+	if err := gateway.Shutdown(drainCtx); err != nil {
+		log.Warn("gateway did not drain in time", "err", err)
+	}
+	if err := httpServer.Shutdown(drainCtx); err != nil {
+		log.Warn("http server did not drain in time", "err", err)
+		httpServer.Close()
+	}
+	stop()
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// prepare compiles the mapping against the live schema and makes sure the
+// publication and slot exist (creating them when source.create allows).
+func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, error) {
+	conn, err := connect(ctx, cfg.Source.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	mapper, _, err := compileMapping(ctx, conn, cfg, sink, log)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, publishedTables(cfg), nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(plan.Statements) > 0 {
+		if !cfg.Source.Create {
+			return nil, fmt.Errorf("the database is not ready (source.create is false); run `cdc-broadcaster setup`, which would run:\n  %s", strings.Join(plan.Statements, ";\n  "))
+		}
+		for _, st := range plan.Statements {
+			log.Info("setting up replication", "sql", st)
+		}
+		if err := plan.Apply(ctx, conn); err != nil {
+			return nil, err
+		}
+	}
+	return mapper, nil
+}
+
+// newReadPool opens the pool the access rules' `sql` checks run on, read-only
+// by default so a rule can never write.
+func newReadPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	pc.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	pc.ConnConfig.RuntimeParams["application_name"] = "cdc-broadcaster-acl"
+	pc.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open read pool: %w", err)
+	}
+	return pool, nil
+}
+
+// openAudit opens the audit log destination: stdout, stderr or a file,
+// appended to.
+func openAudit(dest string, stdout io.Writer) (io.Writer, func(), error) {
+	switch dest {
+	case "", "stdout":
+		return stdout, func() {}, nil
+	case "stderr":
+		return os.Stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit.log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
 }
 
 // tracingLog logs every event the log takes in at debug level (not the
