@@ -99,25 +99,24 @@ func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
 	return nil
 }
 
-// push adds ev at the end, evicting the oldest event when full.
+// push adds ev at the end, growing the ring (doubling, up to MaxEvents)
+// or, when it is as large as allowed, evicting the oldest event.
 func (m *Memory) push(ev *broadcaster.Event) {
-	switch {
-	case m.n < len(m.ring):
-		m.ring[(m.first+m.n)%len(m.ring)] = *ev
-		m.n++
-	case len(m.ring) < m.opts.MaxEvents:
-		// Grow: lay the ring out oldest first in a larger slice.
-		grown := make([]broadcaster.Event, m.n, min(max(2*m.n, 1024), m.opts.MaxEvents))
-		for i := range grown {
+	if m.n == len(m.ring) {
+		if len(m.ring) == m.opts.MaxEvents {
+			m.floor = m.ring[m.first].ID
+			m.ring[m.first] = *ev
+			m.first = (m.first + 1) % len(m.ring)
+			return
+		}
+		grown := make([]broadcaster.Event, min(max(2*len(m.ring), 1024), m.opts.MaxEvents))
+		for i := 0; i < m.n; i++ {
 			grown[i] = *m.at(i)
 		}
-		m.ring, m.first = append(grown, *ev), 0
-		m.n++
-	default:
-		m.floor = m.ring[m.first].ID
-		m.ring[m.first] = *ev
-		m.first = (m.first + 1) % len(m.ring)
+		m.ring, m.first = grown, 0
 	}
+	m.ring[(m.first+m.n)%len(m.ring)] = *ev
+	m.n++
 }
 
 // evictOld drops events whose commit time is older than MaxAge.

@@ -115,3 +115,15 @@ func TestMemoryGrowsAfterAgeEviction(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAppend appends single-event batches past the retention limit;
+// the cost per event must stay flat as the log fills.
+func BenchmarkAppend(b *testing.B) {
+	m := NewMemory(Options{MaxEvents: 100_000, MaxAge: time.Hour})
+	ctx := context.Background()
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(broadcaster.LSN(i+1)*10, 1, now)}})
+	}
+}

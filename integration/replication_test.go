@@ -632,3 +632,41 @@ func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestMillionRowTransactionServe runs the same transaction through serve,
+// whose event log retains the newest retention.max_events of it: the slot
+// must be confirmed past the transaction, and peak memory must stay bounded
+// by the retention, not the transaction.
+func TestMillionRowTransactionServe(t *testing.T) {
+	const rows = 1_000_000
+	db := NewDB(t)
+	db.Exec(t, "CREATE TABLE bulk (id bigint PRIMARY KEY, v int); ALTER PUBLICATION cdc_broadcaster ADD TABLE bulk")
+	slot := "s_" + db.Name
+	cfg := WriteConfig(t, db, map[string]any{
+		"mappings":               []any{map[string]any{"table": "bulk", "domain": "bulk", "payload": []string{"id", "v"}, "channels": []string{"table:bulk"}}},
+		"source.slot":            slot,
+		"source.status_interval": "200ms",
+		"server.listen":          "127.0.0.1:0",
+		"auth.jwt.secret":        "integration-test-secret",
+	})
+	p := Start(t, nil, "serve", "--config", cfg)
+	p.WaitStderr(t, readinessMsg, readyTimeout)
+	db.Exec(t, fmt.Sprintf("INSERT INTO bulk SELECT g, g %% 7 FROM generate_series(1, %d) g", rows))
+	var end string
+	if err := db.Pool.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := broadcaster.ParseLSN(end)
+	deadline := time.Now().Add(5 * time.Minute)
+	for slotConfirmed(t, db, slot) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("slot confirmed %s, never reached the transaction's end %s", slotConfirmed(t, db, slot), want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	peak := peakRSS(t, p.Cmd.Process.Pid)
+	t.Logf("1,000,000-row transaction through serve (retaining 100,000 events): peak resident memory %.1f MiB", float64(peak)/(1<<20))
+	if peak > 256<<20 {
+		t.Fatalf("peak resident memory %d MiB, want at most 256 MiB", peak>>20)
+	}
+}

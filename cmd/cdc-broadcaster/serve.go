@@ -146,7 +146,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	log.Info("serving", "version", version, "listen", ln.Addr().String(), "tables", len(mapper.Tables()), "slot", cfg.Source.Slot)
 
 	<-runCtx.Done()
-	log.Info("shutting down", "drain_timeout", cfg.Server.DrainTimeout)
+	log.Info("shutting down", "drain_timeout", cfg.Server.DrainTimeout.String())
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout)
 	defer cancel()
 	// Close the WebSockets with 1001 first, so clients reconnect elsewhere,
