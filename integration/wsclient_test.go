@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -23,9 +22,11 @@ import (
 // A small WebSocket client of the gateway (docs/protocol.md) for the
 // end-to-end tests: dial with the token on the upgrade request or in the
 // first frame, send JSON, read the next message with a timeout, expect a
-// close code. Messages are read by a goroutine of the client into an
-// unbounded queue, so a test can wait for a message, or make sure none
-// comes, without cancelling a Read (which would close the connection).
+// close code. Frames are read by a goroutine of the client into an
+// unbounded queue (and parsed only when the test takes them, so the client
+// reads as fast as the socket allows), so that a test can wait for a
+// message, or make sure none comes, without cancelling a Read (which would
+// close the connection).
 
 // Gateway test settings, shared with config edits in gateway_test.go.
 const (
@@ -91,8 +92,8 @@ type gwClient struct {
 	reading atomic.Bool
 	nextID  atomic.Int64
 
-	mu      sync.Mutex // guards the fields below
-	queue   []gwMsg
+	mu      sync.Mutex    // guards the fields below
+	queue   []rawFrame    // read, not yet parsed: the reader only reads
 	readErr error         // why the reader stopped; nil while it runs
 	changed chan struct{} // closed and replaced on every change
 }
@@ -127,7 +128,10 @@ func gwDial(t testing.TB, name, wsURL string, via gwAuth, token string, header h
 	cl := &gwClient{t: t, name: name, c: c, changed: make(chan struct{})}
 	t.Cleanup(func() { _ = c.CloseNow() })
 	if via == gwViaFrame {
-		cl.send(map[string]any{"type": "auth", "token": token})
+		auth, _ := json.Marshal(map[string]any{"type": "auth", "token": token})
+		if err := cl.write(websocket.MessageText, auth); err != nil {
+			return nil, resp, fmt.Errorf("send the auth frame: %w", err)
+		}
 	}
 	if !noRead {
 		cl.startReading()
@@ -166,16 +170,12 @@ func (c *gwClient) startReading() {
 			if err == nil && typ != websocket.MessageText {
 				err = fmt.Errorf("server sent a %v frame", typ)
 			}
-			var m gwMsg
-			if err == nil {
-				m, err = parseGwMsg(b)
-				m.At = time.Now()
-			}
+			at := time.Now()
 			c.mu.Lock()
 			if err != nil {
 				c.readErr = err
 			} else {
-				c.queue = append(c.queue, m)
+				c.queue = append(c.queue, rawFrame{b, at})
 			}
 			close(c.changed)
 			c.changed = make(chan struct{})
@@ -224,17 +224,31 @@ func (c *gwClient) request(typ string, fields map[string]any) int {
 	return id
 }
 
+// rawFrame is a frame as read, and when.
+type rawFrame struct {
+	b  []byte
+	at time.Time
+}
+
 // poll returns the next queued message, or ok false with the reader's
-// error (nil while it runs).
+// error (nil while it runs). A frame that is not a JSON object is an
+// error too.
 func (c *gwClient) poll() (m gwMsg, ok bool, err error, changed chan struct{}) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.queue) > 0 {
-		m = c.queue[0]
-		c.queue = c.queue[1:]
-		return m, true, nil, nil
+	if len(c.queue) == 0 {
+		defer c.mu.Unlock()
+		return gwMsg{}, false, c.readErr, c.changed
 	}
-	return gwMsg{}, false, c.readErr, c.changed
+	f := c.queue[0]
+	c.queue[0] = rawFrame{}
+	c.queue = c.queue[1:]
+	c.mu.Unlock()
+	m, err = parseGwMsg(f.b)
+	if err != nil {
+		return m, false, err, nil
+	}
+	m.At = f.at
+	return m, true, nil, nil
 }
 
 // tryNext returns the next message within timeout; ok is false on timeout
@@ -299,40 +313,37 @@ func (c *gwClient) reply(id int) gwMsg {
 	return m
 }
 
-// roundTrip sends the request, then a ping, and returns every message
-// that came before the pong (the request's replies and whatever else).
-// The gateway answers a connection's requests in order, so the pong comes
-// after every reply to the request.
-func (c *gwClient) roundTrip(typ string, fields map[string]any) (id int, msgs []gwMsg) {
-	c.t.Helper()
-	id = c.request(typ, fields)
-	ping := c.request("ping", nil)
-	_, msgs = c.waitFor(gwWait, "pong", func(m gwMsg) bool { return m.Type == "pong" && m.idIs(ping) })
-	return id, msgs
-}
-
 // subscribe subscribes to channels and returns the channels granted and,
-// per refused channel, its error code.
+// per refused channel, its error code. It reads the subscribed reply, then
+// one error per channel not granted (the gateway sends them right after),
+// skipping events; anything else fails the test.
 func (c *gwClient) subscribe(channels ...string) (granted []string, refused map[string]string) {
 	c.t.Helper()
-	id, msgs := c.roundTrip("subscribe", map[string]any{"channels": channels})
-	refused = map[string]string{}
-	got := false
-	for _, m := range msgs {
-		if !m.idIs(id) {
-			continue
-		}
-		switch m.Type {
-		case "subscribed":
-			granted, got = m.Channels, true
-		case "error":
-			refused[m.Channel] = m.Code
-		default:
-			c.t.Fatalf("%s: unexpected reply to subscribe: %s", c.name, m)
-		}
+	id := c.request("subscribe", map[string]any{"channels": channels})
+	isReply := func(m gwMsg) bool { return m.idIs(id) }
+	m, skipped := c.waitFor(gwWait, "subscribed", isReply)
+	if m.Type != "subscribed" {
+		c.t.Fatalf("%s: reply to subscribe %q: %s", c.name, channels, m)
 	}
-	if !got {
-		c.t.Fatalf("%s: no subscribed reply to %v; got %v", c.name, channels, msgs)
+	granted = m.Channels
+	distinct := map[string]bool{}
+	for _, ch := range channels {
+		distinct[ch] = true
+	}
+	refused = map[string]string{}
+	for len(refused) < len(distinct)-len(granted) {
+		var more []gwMsg
+		m, more = c.waitFor(gwWait, "refusal", isReply)
+		skipped = append(skipped, more...)
+		if m.Type != "error" || m.Channel == "" {
+			c.t.Fatalf("%s: after subscribed to %q: %s, want an error naming a channel", c.name, channels, m)
+		}
+		refused[m.Channel] = m.Code
+	}
+	for _, s := range skipped {
+		if s.Type != "event" {
+			c.t.Fatalf("%s: unexpected message while subscribing: %s", c.name, s)
+		}
 	}
 	return granted, refused
 }
@@ -423,13 +434,6 @@ func (c *gwClient) expectClose(timeout time.Duration) (websocket.StatusCode, int
 	}
 }
 
-// closeErr returns how the connection ended, or nil while it is open.
-func (c *gwClient) closeErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.readErr
-}
-
 // close ends the connection normally.
 func (c *gwClient) close() { _ = c.c.Close(websocket.StatusNormalClosure, "") }
 
@@ -501,12 +505,6 @@ func startGateway(t *testing.T, edits map[string]any) *gwServer {
 func (g *gwServer) connect(t testing.TB, sub, role string) *gwClient {
 	t.Helper()
 	return gwConnect(t, role+" "+sub, g.wsURL, gwViaHeader, gwUserToken(t, sub, role))
-}
-
-// isCloseErr reports whether err is a WebSocket close with the code.
-func isCloseErr(err error, code websocket.StatusCode) bool {
-	var ce websocket.CloseError
-	return errors.As(err, &ce) && ce.Code == code
 }
 
 // sameSet reports whether a and b hold the same strings, in any order.

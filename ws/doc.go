@@ -30,11 +30,18 @@
 //   - Server.TablesChanged re-checks affected subscriptions in a goroutine
 //     of its own, tracked like the connections.
 //
-// Nothing closes a connection but its writer (or the library itself on a
-// broken socket): every other goroutine asks for a close with conn.fail,
-// which never blocks. A read context is never cancelled to close a
-// connection, because coder/websocket then drops the socket without a close
-// frame; Shutdown cancels it only once its deadline has passed.
+// Once its writer runs, nothing closes a connection but the writer (or
+// coder/websocket itself, on a broken socket or an oversized frame): every
+// other goroutine asks for a close with conn.fail, which never blocks. A
+// read context is never cancelled to close a connection, because
+// coder/websocket then drops the socket without a close frame; Shutdown
+// cancels it only once its deadline has passed.
+//
+// # Cursors
+//
+// The cursor of welcome, subscribed and pong is the hub's position: every
+// event after it reaches the connection's subscriptions, none at or before
+// it does. Once the hub has caught up it is the log's head.
 //
 // # Locks
 //

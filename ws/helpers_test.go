@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"regexp"
 	"runtime"
@@ -321,7 +322,7 @@ func (e *env) dial(via, token string, hdr http.Header) (*client, *http.Response,
 	case viaHeader:
 		hdr.Set("Authorization", "Bearer "+token)
 	case viaQuery:
-		u += "?access_token=" + token
+		u += "?access_token=" + url.QueryEscape(token)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

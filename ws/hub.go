@@ -235,6 +235,7 @@ func (h *hub) revoke(c *conn, name, reason string) bool {
 	if !h.drop(c, name) {
 		return false
 	}
+	h.stats.revocations.Add(1)
 	c.enqueue(outFrame{data: encode(revokedMsg{Type: "revoked", Channel: name, Reason: reason})})
 	return true
 }

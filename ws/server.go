@@ -69,6 +69,12 @@ type Authorizer interface {
 	IsAdmin(c *acl.Claims) bool
 }
 
+// acl's types are what the gateway is wired with.
+var (
+	_ TokenVerifier = (*acl.Verifier)(nil)
+	_ Authorizer    = (*acl.Rules)(nil)
+)
+
 // Options configure a Server. Log, Verifier and Access are required.
 type Options struct {
 	// Server is the server section of the config: AllowedOrigins (none:
@@ -279,6 +285,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(s, wsc, ip)
 	if !s.addConn(c) {
+		s.stats.closed(int(websocket.StatusGoingAway))
 		wsc.Close(websocket.StatusGoingAway, "going away")
 		return
 	}
@@ -371,7 +378,6 @@ func (s *Server) revoke(c *conn, channel, reason string) {
 	if !s.hub.revoke(c, channel, reason) {
 		return
 	}
-	s.stats.revocations.Add(1)
 	userID := ""
 	if cl := c.getClaims(); cl != nil {
 		userID = cl.UserID
