@@ -86,6 +86,9 @@ type Limits struct {
 	MaxFrameBytes                int `mapstructure:"max_frame_bytes"`                   // default 65536
 	MaxMessagesPerSecond         int `mapstructure:"max_messages_per_second"`           // default 50
 	SendQueue                    int `mapstructure:"send_queue"`                        // default 1024
+	// StallTimeout is how long a write to a client may stay blocked (it
+	// stopped reading) before the connection is closed 4009. Default 5s.
+	StallTimeout time.Duration `mapstructure:"stall_timeout"`
 }
 
 // Audit says where the audit log goes.

@@ -52,6 +52,7 @@ var defaults = map[string]any{
 	"limits.max_frame_bytes":                   65536,
 	"limits.max_messages_per_second":           50,
 	"limits.send_queue":                        1024,
+	"limits.stall_timeout":                     5 * time.Second,
 
 	"audit.log":  "stdout",
 	"log.level":  "info",
@@ -980,6 +981,7 @@ func (v *validator) ranges() {
 		{"auth.jwt.leeway", c.Auth.JWT.Leeway},
 		{"auth.acl_cache_ttl", c.Auth.ACLCacheTTL},
 		{"retention.max_age", c.Retention.MaxAge},
+		{"limits.stall_timeout", c.Limits.StallTimeout},
 	}
 	for _, d := range durations {
 		if d.d < 0 {

@@ -162,7 +162,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Retention: Retention{MaxEvents: 100000, MaxAge: 15 * time.Minute},
 		Limits: Limits{MaxConnectionsPerIPPerMinute: 60, MaxConnectionsPerUser: 10,
-			MaxSubscriptionsPerConn: 200, MaxFrameBytes: 65536, MaxMessagesPerSecond: 50, SendQueue: 1024},
+			MaxSubscriptionsPerConn: 200, MaxFrameBytes: 65536, MaxMessagesPerSecond: 50, SendQueue: 1024, StallTimeout: 5 * time.Second},
 		Audit: Audit{Log: "stdout"},
 		Log:   Log{Level: "info", Format: "json"},
 		File:  "config.yaml",

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -117,10 +118,21 @@ func gwDial(t testing.TB, name, wsURL string, via gwAuth, token string, header h
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), gwWait)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPHeader:   h,
-		Subprotocols: []string{"cdc.v1"},
-	})
+	opts := &websocket.DialOptions{HTTPHeader: h, Subprotocols: []string{"cdc.v1"}}
+	if noRead {
+		// A client that stops reading, with a fixed receive buffer: left to
+		// autotune, Linux loopback buffers take in megabytes of frames
+		// before the server's writes block, and the stall is seen later.
+		d := &net.Dialer{}
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				_ = nc.(*net.TCPConn).SetReadBuffer(128 << 10)
+			}
+			return nc, err
+		}}}
+	}
+	c, resp, err := websocket.Dial(ctx, u, opts)
 	if err != nil {
 		return nil, resp, err
 	}

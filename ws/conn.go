@@ -75,9 +75,24 @@ type conn struct {
 
 	// Protected by hub.mu: the subscriptions, and the hub's per-event
 	// scratch (mark: the last event that touched c; match: its channels).
-	subs  map[string]*acl.Channel
+	subs  map[string]*subscription
 	mark  uint64
 	match []string
+	// Also protected by hub.mu: lagging says the hub does not queue c's
+	// events, because c's queue was full or a `since` rewound it; the
+	// writer then reads them from the log after lagPos (catchUp).
+	// skipUntil: events up to it were served by a catch-up that read past
+	// the hub's position. servedUpTo: how far the subscriptions marked
+	// rewind had been served when the rewind began.
+	lagging    bool
+	lagPos     broadcaster.Cursor
+	skipUntil  broadcaster.Cursor
+	servedUpTo broadcaster.Cursor
+	// catchUpWake (capacity 1) tells the writer to catch up.
+	catchUpWake chan struct{}
+	// writeStart is when the write in progress began (Unix ns), 0 when
+	// none: the stall sweeper closes a connection stuck in one.
+	writeStart atomic.Int64
 
 	// Owned by the reader (the handler goroutine).
 	msgLimit   *msgLimiter
@@ -96,7 +111,8 @@ func newConn(s *Server, wsc *websocket.Conn, ip string) *conn {
 		send:          make(chan outFrame, s.limits.SendQueue),
 		quit:          make(chan struct{}),
 		expiryChanged: make(chan struct{}, 1),
-		subs:          make(map[string]*acl.Channel),
+		subs:          make(map[string]*subscription),
+		catchUpWake:   make(chan struct{}, 1),
 		msgLimit:      newMsgLimiter(s.limits.MaxMessagesPerSecond),
 		badFrames:     newBadFrameLimiter(),
 	}
@@ -147,8 +163,30 @@ func (c *conn) fail(why closeInfo) bool {
 	return did
 }
 
-// enqueue queues a frame without blocking; a full queue closes the
-// connection with 4009.
+// offer queues an event frame without blocking and reports whether it fit.
+func (c *conn) offer(f outFrame) bool {
+	if c.failed.Load() {
+		return true
+	}
+	select {
+	case c.send <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// wakeCatchUp tells the writer to catch up from the log; it never blocks.
+func (c *conn) wakeCatchUp() {
+	select {
+	case c.catchUpWake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues a reply or notice without blocking. These come only as
+// answers to the client's own (rate-limited) requests or rarely from the
+// server, so a full queue means the client does not read: 4009.
 func (c *conn) enqueue(f outFrame) {
 	if c.failed.Load() {
 		return
@@ -156,9 +194,7 @@ func (c *conn) enqueue(f outFrame) {
 	select {
 	case c.send <- f:
 	default:
-		if c.fail(closeInfo{code: statusSlowConsumer, reason: "slow consumer"}) {
-			c.s.stats.overflows.Add(1)
-		}
+		c.slow("slow consumer: send queue full")
 	}
 }
 
@@ -182,7 +218,9 @@ func (c *conn) setClaims(claims *acl.Claims) {
 // start begins an authenticated session: it registers the connection and
 // sends welcome (and authed, when the first frame asked with an id).
 func (c *conn) start(claims *acl.Claims, req *request) {
-	c.setClaims(claims)
+	c.mu.Lock()
+	c.claims = claims
+	c.mu.Unlock()
 	c.authed.Store(true)
 	if !c.s.register(c, claims) {
 		c.fail(closeInfo{code: websocket.StatusGoingAway, reason: "going away"})
@@ -199,6 +237,9 @@ func (c *conn) start(claims *acl.Claims, req *request) {
 	if req != nil && req.ID != nil {
 		c.enqueue(outFrame{data: encode(authedReply(req.ID, claims))})
 	}
+	// Arm the token timers only now: token_expiring goes through the
+	// queue, after welcome.
+	c.setClaims(claims)
 }
 
 func authedReply(id json.RawMessage, claims *acl.Claims) authedMsg {
@@ -372,11 +413,15 @@ func (c *conn) subscribe(req *request) {
 		}
 		names, granted, added = append(names, name), append(granted, ch), append(added, ch)
 	}
-	// req.Since was checked by the parser; replay from it comes with
-	// resume (see hub.subscribe). Until then the client gets live events
-	// from the cursor in subscribed, as without since.
-	s.hub.subscribe(c, granted, func(pos broadcaster.Cursor) {
+	var since *broadcaster.Cursor
+	if req.HasSince {
+		since = &req.Since
+	}
+	s.hub.subscribe(c, added, since, s.expired, func(pos broadcaster.Cursor, reset []string) {
 		c.enqueue(outFrame{data: encode(channelsMsg{ID: req.ID, Type: "subscribed", Channels: names, Cursor: &pos})})
+		if len(reset) > 0 {
+			c.enqueue(outFrame{data: encode(resetMsg{Type: "reset", Channels: reset, Reason: "cursor_expired"})})
+		}
 	})
 	for _, m := range refused {
 		c.enqueue(outFrame{data: encode(m)})
@@ -472,8 +517,9 @@ func (c *conn) writeLoop() {
 				expT.Reset(max(0, left))
 			}
 		case <-warnT.C:
-			f := outFrame{data: encode(tokenExpiringMsg{Type: "token_expiring", ExpiresAt: expiresAt.UnixMilli()})}
-			if !c.writeOrDrop(f) {
+			c.enqueue(outFrame{data: encode(tokenExpiringMsg{Type: "token_expiring", ExpiresAt: expiresAt.UnixMilli()})})
+		case <-c.catchUpWake:
+			if !c.catchUp() {
 				return
 			}
 		case <-expT.C:
@@ -502,7 +548,10 @@ func (c *conn) writeOrDrop(f outFrame) bool {
 func (c *conn) write(f outFrame) error {
 	ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
 	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, f.data); err != nil {
+	c.writeStart.Store(time.Now().UnixNano())
+	err := c.ws.Write(ctx, websocket.MessageText, f.data)
+	c.writeStart.Store(0)
+	if err != nil {
 		return err
 	}
 	c.sent.Add(1)
@@ -511,6 +560,81 @@ func (c *conn) write(f outFrame) error {
 		c.s.stats.delivered.Add(1)
 	}
 	return nil
+}
+
+// catchUp serves c from the log while the hub does not queue its events:
+// after its queue overflowed, or a `since` rewound it. Each round reads a
+// page of the log after c's catch-up position, turns it into the frames due
+// on c, writes what was queued before them (replies such as subscribed
+// precede the events they announce), then the frames; an empty page means c
+// has reached the hub, and it is live again. A connection that falls out of
+// the retained log meanwhile is closed 4009: it reconnects and resumes with
+// its cursor. It reports false when the connection is finished.
+func (c *conn) catchUp() bool {
+	h := c.s.hub
+	for {
+		h.mu.Lock()
+		lagging, from := c.lagging, c.lagPos
+		h.mu.Unlock()
+		if !lagging {
+			return true
+		}
+		evs, _, err := c.s.log.Since(from, catchUpPage)
+		if err != nil {
+			if errors.Is(err, broadcaster.ErrCursorExpired) {
+				c.slow("slow consumer: fell behind the retained log")
+			} else {
+				c.s.logger.Error("ws: catch-up cannot read the log", "connectionId", c.id, "err", err)
+				c.fail(closeInfo{code: websocket.StatusInternalError, reason: "internal error", drain: true})
+			}
+			c.finish(nil)
+			return false
+		}
+		frames, done, moved := h.catchUpFrames(c, from, evs, c.s.logger)
+		if done {
+			return true
+		}
+		if !moved {
+			continue
+		}
+		if !c.drainQueue() {
+			return false
+		}
+		for _, f := range frames {
+			if c.failed.Load() {
+				c.finish(nil)
+				return false
+			}
+			if !c.writeOrDrop(f) {
+				return false
+			}
+		}
+	}
+}
+
+// drainQueue writes every frame queued now; it reports false when the
+// connection is finished.
+func (c *conn) drainQueue() bool {
+	for {
+		select {
+		case <-c.quit:
+			c.finish(nil)
+			return false
+		case f := <-c.send:
+			if !c.writeOrDrop(f) {
+				return false
+			}
+		default:
+			return true
+		}
+	}
+}
+
+// slow closes c as a slow consumer (4009).
+func (c *conn) slow(reason string) {
+	if c.fail(closeInfo{code: statusSlowConsumer, reason: reason}) {
+		c.s.stats.overflows.Add(1)
+	}
 }
 
 // finish closes the connection as c.why says; pending is a frame taken

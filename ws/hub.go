@@ -34,6 +34,24 @@ type hub struct {
 	envelopes map[string][]byte
 }
 
+// subscription is one channel of one connection.
+type subscription struct {
+	ch *acl.Channel
+	// from: events at or before it are not delivered on this subscription
+	// (the hub's position when it was made, or the client's `since`).
+	from broadcaster.Cursor
+	// rewind marks a subscription that existed when the connection was
+	// rewound for another's `since`: it was already served up to
+	// conn.servedUpTo.
+	rewind bool
+}
+
+// delivers reports whether ev, published on the subscription's channel, is
+// due on it.
+func (sub *subscription) delivers(ev *broadcaster.Event) bool {
+	return sub.from.Before(ev.ID)
+}
+
 // channelSubs are the connections subscribed to one channel.
 type channelSubs struct {
 	ch    *acl.Channel
@@ -54,6 +72,13 @@ func newHub(stats *counters, start broadcaster.Cursor) *hub {
 // subscribed to its channels, until ctx ends or Shutdown is called. It
 // returns nil then, and an error only when the log fails. Call it once.
 func (s *Server) Run(ctx context.Context) error {
+	sweepCtx, stopSweep := context.WithCancel(s.ctx)
+	defer stopSweep()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sweepStalls(sweepCtx)
+	}()
 	pos := s.hub.position()
 	for {
 		// Every event at or before head is in the log now, so when Since
@@ -119,10 +144,13 @@ func (h *hub) withPosition(f func(pos broadcaster.Cursor)) {
 }
 
 // publish queues ev on every connection subscribed to one of its channels:
-// once per connection, listing every matching channel it subscribed to.
+// once per connection, listing every matching channel it subscribed to. A
+// connection whose queue is full is not closed: it falls back to catching
+// up from the log (see conn.catchUp), so a burst delays only itself.
 func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	prev := h.pos
 	h.pos = ev.ID
 	h.seq++
 	touched := h.touched[:0]
@@ -132,6 +160,9 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 			continue
 		}
 		for c := range cs.conns {
+			if c.lagging || !c.skipUntil.Before(ev.ID) || !c.subs[name].delivers(ev) {
+				continue
+			}
 			if c.mark != h.seq {
 				c.mark, c.match = h.seq, c.match[:0]
 				touched = append(touched, c)
@@ -164,8 +195,25 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 			env = eventEnvelope(c.match, body)
 			h.envelopes[key] = env
 		}
-		c.enqueue(outFrame{data: env, event: true})
+		if !c.offer(outFrame{data: env, event: true}) {
+			// Everything up to prev is queued (or was never due): the
+			// connection goes on from there by itself.
+			h.lag(c, prev)
+		}
 	}
+}
+
+// lag switches c to catching up from the log after from; h.mu must be held.
+func (h *hub) lag(c *conn, from broadcaster.Cursor) {
+	if c.lagging {
+		return
+	}
+	if from.Before(c.skipUntil) {
+		from = c.skipUntil
+	}
+	c.lagging, c.lagPos = true, from
+	h.stats.catchUps.Add(1)
+	c.wakeCatchUp()
 }
 
 // lost handles a hub that fell behind the retained log: events were lost for
@@ -191,14 +239,54 @@ func (h *hub) lost(head broadcaster.Cursor) broadcaster.Cursor {
 // subscribe adds c to chans (channels it already has stay as they are),
 // then calls then with the position, under the lock: what then queues
 // precedes every event of the new subscriptions.
-func (h *hub) subscribe(c *conn, chans []*acl.Channel, then func(pos broadcaster.Cursor)) {
+//
+// With since, the new subscriptions resume: every retained event after since
+// on them reaches c, then the live ones, with no gap and no duplicate. When
+// since is older than the retained log, c is sent reset for them instead and
+// they start live. expired tells which is the case; it is called under the
+// lock, so it must not call back into the hub.
+func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor, expired func(broadcaster.Cursor) bool, then func(pos broadcaster.Cursor, reset []string)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	from := h.pos
+	var reset []string
+	resume := false
+	if since != nil {
+		if expired(*since) {
+			for _, ch := range chans {
+				if _, ok := c.subs[ch.Name]; !ok {
+					reset = append(reset, ch.Name)
+				}
+			}
+		} else {
+			from, resume = *since, true
+		}
+	}
+	// served is how far c has been served: live connections are at the
+	// hub's position, lagging ones at their own.
+	served := h.pos
+	if c.lagging {
+		served = c.lagPos
+	}
+	if served.Before(c.skipUntil) {
+		served = c.skipUntil
+	}
+	rewind := resume && from.Before(served)
+	if rewind {
+		// The existing subscriptions were served up to served: the replay
+		// must not send their events again.
+		for _, sub := range c.subs {
+			sub.rewind = true
+		}
+		if c.servedUpTo.Before(served) {
+			c.servedUpTo = served
+		}
+	}
 	for _, ch := range chans {
 		if _, ok := c.subs[ch.Name]; ok {
 			continue
 		}
-		c.subs[ch.Name] = ch
+		c.subs[ch.Name] = &subscription{ch: ch, from: from}
 		cs := h.index[ch.Name]
 		if cs == nil {
 			cs = &channelSubs{ch: ch, conns: make(map[*conn]struct{})}
@@ -207,13 +295,78 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, then func(pos broadcaster
 		cs.conns[c] = struct{}{}
 		h.stats.subs.Add(1)
 	}
-	// Resume (`since`, next issue) goes here: the replay of the retained
-	// events after `since` and up to h.pos on the new channels must reach c
-	// before the live ones that follow h.pos. Queue it here while the lock
-	// holds the live events back (a short replay), or mark the channels
-	// pending and have a per-connection goroutine stream the replay from the
-	// log, holding c's live events for them until it has reached h.pos.
-	then(h.pos)
+	if rewind {
+		if c.lagging {
+			if from.Before(c.lagPos) {
+				c.lagPos = from
+			}
+		} else {
+			c.lagging, c.lagPos = true, from
+			c.wakeCatchUp()
+		}
+		h.stats.resumes.Add(1)
+	} else if resume {
+		h.stats.resumes.Add(1)
+	}
+	if len(reset) > 0 {
+		h.stats.resets.Add(1)
+	}
+	then(h.pos, reset)
+}
+
+// catchUpFrames turns a page of the log, read after from, into the frames
+// due on c, and moves c's catch-up position past it. Given an empty page
+// (c has reached the end of the log, so also the hub's position), it puts c
+// back to live delivery instead and reports done. moved is false when c was
+// rewound (or went live) since from was read: read again. h.mu is taken.
+func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.Event, logger *slog.Logger) (frames []outFrame, done, moved bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !c.lagging || c.lagPos != from {
+		return nil, !c.lagging, false
+	}
+	if len(evs) == 0 && !from.Before(h.pos) {
+		// Live again. Events the catch-up read past the hub's position
+		// must not come twice.
+		c.lagging = false
+		c.skipUntil = from
+		c.servedUpTo = broadcaster.Cursor{}
+		for _, sub := range c.subs {
+			sub.rewind = false
+		}
+		return nil, true, true
+	}
+	var match []string
+	for i := range evs {
+		ev := &evs[i]
+		match = match[:0]
+		seen := false
+		for _, name := range ev.Channels {
+			sub := c.subs[name]
+			if sub == nil || !sub.delivers(ev) || slices.Contains(match, name) {
+				continue
+			}
+			if sub.rewind && !c.servedUpTo.Before(ev.ID) {
+				// Delivered before the rewind: the whole event was.
+				seen = true
+				break
+			}
+			match = append(match, name)
+		}
+		if seen || len(match) == 0 {
+			continue
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
+			continue
+		}
+		frames = append(frames, outFrame{data: eventEnvelope(match, body), event: true})
+	}
+	if len(evs) > 0 {
+		c.lagPos = evs[len(evs)-1].ID
+	}
+	return frames, false, true
 }
 
 // unsubscribe removes c from the named channels, then calls then under the
@@ -269,7 +422,10 @@ func (h *hub) drop(c *conn, name string) bool {
 func (h *hub) subscription(c *conn, name string) *acl.Channel {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return c.subs[name]
+	if sub := c.subs[name]; sub != nil {
+		return sub.ch
+	}
+	return nil
 }
 
 // count returns how many channels c is subscribed to.
@@ -284,8 +440,8 @@ func (h *hub) channelsOf(c *conn) []*acl.Channel {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]*acl.Channel, 0, len(c.subs))
-	for _, ch := range c.subs {
-		out = append(out, ch)
+	for _, sub := range c.subs {
+		out = append(out, sub.ch)
 	}
 	return out
 }

@@ -36,6 +36,7 @@ const (
 	DefaultAuthTimeout        = 10 * time.Second
 	DefaultHeartbeatInterval  = 25 * time.Second
 	DefaultTokenExpiryWarning = 60 * time.Second
+	DefaultStallTimeout       = 5 * time.Second
 
 	DefaultMaxConnectionsPerIPPerMinute = 60
 	DefaultMaxConnectionsPerUser        = 10
@@ -108,6 +109,10 @@ type Options struct {
 	// TokenExpiryWarning is how long before the token expires
 	// token_expiring is sent. Default 60s.
 	TokenExpiryWarning time.Duration
+	// StallTimeout is how long one write to a client may stay blocked
+	// (its socket full: the client does not read) before the connection is
+	// closed as a slow consumer (4009). Default 5s.
+	StallTimeout time.Duration
 }
 
 // Server is the WebSocket gateway. Make it with NewServer, serve Handler,
@@ -172,6 +177,7 @@ func NewServer(opts Options) (*Server, error) {
 	defaultDuration(&opts.AuthTimeout, DefaultAuthTimeout)
 	defaultDuration(&opts.HeartbeatInterval, DefaultHeartbeatInterval)
 	defaultDuration(&opts.TokenExpiryWarning, DefaultTokenExpiryWarning)
+	defaultDuration(&opts.StallTimeout, DefaultStallTimeout)
 	l := &opts.Limits
 	defaultInt(&l.MaxConnectionsPerIPPerMinute, DefaultMaxConnectionsPerIPPerMinute)
 	defaultInt(&l.MaxConnectionsPerUser, DefaultMaxConnectionsPerUser)
@@ -465,6 +471,48 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.hardCancel()
 		<-done
 		return fmt.Errorf("ws: shutdown: connections still draining were dropped: %w", ctx.Err())
+	}
+}
+
+// expired reports whether the retained log no longer holds every event
+// after c.
+func (s *Server) expired(c broadcaster.Cursor) bool {
+	_, _, err := s.log.Since(c, 1)
+	return errors.Is(err, broadcaster.ErrCursorExpired)
+}
+
+// sweepStalls closes, every stallSweep, the connections whose write has been
+// blocked for longer than StallTimeout: their client stopped reading. The
+// close frame waits behind the blocked write, so the client sees 4009 if it
+// reads again within the close handshake's time, and an abnormal closure
+// otherwise.
+func (s *Server) sweepStalls(ctx context.Context) {
+	t := time.NewTicker(stallSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		limit := time.Now().Add(-s.opts.StallTimeout).UnixNano()
+		s.mu.Lock()
+		var stalled []*conn
+		for c := range s.conns {
+			if ws := c.writeStart.Load(); ws != 0 && ws < limit && !c.failed.Load() {
+				stalled = append(stalled, c)
+			}
+		}
+		s.mu.Unlock()
+		for _, c := range stalled {
+			c.slow("slow consumer: not reading")
+			// The writer is blocked in the write: close from here.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				_ = c.ws.Close(statusSlowConsumer, "slow consumer: not reading")
+			}()
+		}
 	}
 }
 

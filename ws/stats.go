@@ -20,8 +20,18 @@ type Stats struct {
 	EventsDelivered uint64
 	// BytesSent counts the bytes of every frame written to clients.
 	BytesSent uint64
-	// Overflows counts connections closed with 4009 (send queue full).
+	// Overflows counts connections closed with 4009: they fell out of the
+	// retained log while catching up, or their socket stayed blocked past
+	// the stall timeout.
 	Overflows uint64
+	// CatchUps counts times a connection's send queue was full and it went
+	// on from the log by itself.
+	CatchUps uint64
+	// Resumes counts subscriptions resumed from a client's cursor (`since`).
+	Resumes uint64
+	// Resets counts subscribe requests answered with reset: the cursor was
+	// older than the retained log.
+	Resets uint64
 	// ClosesByCode counts ended connections by close code (1006 for a
 	// connection that broke without one).
 	ClosesByCode map[int]uint64
@@ -40,6 +50,9 @@ type counters struct {
 	delivered    atomic.Uint64
 	bytes        atomic.Uint64
 	overflows    atomic.Uint64
+	catchUps     atomic.Uint64
+	resumes      atomic.Uint64
+	resets       atomic.Uint64
 	authFailures atomic.Uint64
 	revocations  atomic.Uint64
 
@@ -83,6 +96,9 @@ func (s *counters) snapshot() Stats {
 		EventsDelivered:   s.delivered.Load(),
 		BytesSent:         s.bytes.Load(),
 		Overflows:         s.overflows.Load(),
+		CatchUps:          s.catchUps.Load(),
+		Resumes:           s.resumes.Load(),
+		Resets:            s.resets.Load(),
 		AuthFailures:      s.authFailures.Load(),
 		Revocations:       s.revocations.Load(),
 	}

@@ -96,8 +96,9 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 			}
 			return true, ""
 		},
-		Audit:  audit,
-		Logger: log,
+		Audit:        audit,
+		Logger:       log,
+		StallTimeout: cfg.Limits.StallTimeout,
 	})
 	if err != nil {
 		return &configError{err}
@@ -106,7 +107,12 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 	}
-	httpServer := &http.Server{Handler: gateway.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpServer := &http.Server{
+		Handler:           gateway.Handler(),
+		ConnContext:       ws.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -1,0 +1,190 @@
+package ws
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/eventlog"
+)
+
+// subscribeSince subscribes with a resume cursor and returns the reply.
+func (c *client) subscribeSince(since string, channels ...string) msg {
+	c.t.Helper()
+	id := c.request("subscribe", map[string]any{"channels": channels, "since": since})
+	m := c.expect("subscribed")
+	if m["id"] != id {
+		c.t.Fatalf("subscribed id %v, want %v", m["id"], id)
+	}
+	return m
+}
+
+// eventIDs reads n event frames and returns their ids and channel lists.
+func (c *client) events(n int) (ids []string, chans []string) {
+	c.t.Helper()
+	for range n {
+		m := c.expect("event")
+		ids = append(ids, m["event"].(map[string]any)["eventId"].(string))
+		chans = append(chans, strings.Join(m.strs("channels"), ","))
+	}
+	return ids, chans
+}
+
+func idsOf(evs []broadcaster.Event) []string {
+	out := make([]string, len(evs))
+	for i := range evs {
+		out[i] = evs[i].ID.String()
+	}
+	return out
+}
+
+func TestResumeReplaysThenLive(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:1")
+	before := e.appendEvents(3, "class:1")
+	missed := e.appendEvents(5, "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribeSince(before[2].ID.String(), "class:1")
+	got, _ := c.events(5)
+	if strings.Join(got, " ") != strings.Join(idsOf(missed), " ") {
+		t.Fatalf("replay %v, want %v", got, idsOf(missed))
+	}
+	live := e.appendEvents(2, "class:1")
+	got, _ = c.events(2)
+	if strings.Join(got, " ") != strings.Join(idsOf(live), " ") {
+		t.Fatalf("live %v, want %v", got, idsOf(live))
+	}
+	if extra := c.ping(); len(extra) != 0 {
+		t.Fatalf("unexpected frames: %v", extra)
+	}
+	if st := e.srv.Stats(); st.Resumes != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestResumeWhileEventsArrive resumes a long replay (far more than the
+// queue holds) while a writer keeps appending: every event exactly once, in
+// order.
+func TestResumeWhileEventsArrive(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.SendQueue = 16 })
+	e.acc.grant("19", "class:1")
+	start := e.appendEvents(1, "class:1")
+	var (
+		mu   sync.Mutex
+		want = idsOf(e.appendEvents(2000, "class:1"))
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			evs := e.makeEvents(10, "", "class:1", "other")
+			mu.Lock()
+			e.appendBatch(evs)
+			want = append(want, idsOf(evs)...)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	c := e.connect("19", "teacher")
+	c.subscribeSince(start[0].ID.String(), "class:1")
+	<-done
+	mu.Lock()
+	n := len(want)
+	mu.Unlock()
+	got, _ := c.events(n)
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("event %d is %s, want %s", i, got[i], want[i])
+		}
+	}
+	if extra := c.ping(); len(extra) != 0 {
+		t.Fatalf("%d frames after the last event, first %v", len(extra), extra[0])
+	}
+}
+
+func TestResumeExpiredCursorGetsReset(t *testing.T) {
+	small := eventlog.NewMemory(eventlog.Options{MaxEvents: 5})
+	e2 := newEnv(t, func(o *Options) { o.Log = small })
+	e2.log = small
+	e2.acc.grant("19", "class:1")
+	old := e2.appendEvents(10, "class:1")
+	c := e2.connect("19", "teacher")
+	c.request("subscribe", map[string]any{"channels": []string{"class:1"}, "since": old[0].ID.String()})
+	c.expect("subscribed")
+	r := c.expect("reset")
+	if strings.Join(r.strs("channels"), ",") != "class:1" || r.str("reason") != "cursor_expired" {
+		t.Fatalf("reset %v", r)
+	}
+	live := e2.appendEvents(1, "class:1")
+	if got, _ := c.events(1); got[0] != live[0].ID.String() {
+		t.Fatalf("after reset got %v, want the live %s", got, live[0].ID)
+	}
+	if st := e2.srv.Stats(); st.Resets != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestResumeOverlappingChannel: resuming a second channel must not send
+// again the events the first one already delivered, and must send each
+// event once, listing the channels it is due on.
+func TestResumeOverlappingChannel(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:1", "exam:7")
+	start := e.appendEvents(1, "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:1")
+	both := e.appendEvents(2, "class:1", "exam:7")
+	examOnly := e.appendEvents(2, "exam:7")
+	got, _ := c.events(2)
+	if strings.Join(got, " ") != strings.Join(idsOf(both), " ") {
+		t.Fatalf("live %v", got)
+	}
+	c.subscribeSince(start[0].ID.String(), "exam:7")
+	got, chans := c.events(2)
+	if strings.Join(got, " ") != strings.Join(idsOf(examOnly), " ") || chans[0] != "exam:7" {
+		t.Fatalf("replay %v on %v, want only the exam-only events %v", got, chans, idsOf(examOnly))
+	}
+	after := e.appendEvents(1, "class:1", "exam:7")
+	got, chans = c.events(1)
+	if got[0] != after[0].ID.String() || chans[0] != "class:1,exam:7" {
+		t.Fatalf("live after resume: %v on %v", got, chans)
+	}
+	if extra := c.ping(); len(extra) != 0 {
+		t.Fatalf("duplicates: %v", extra)
+	}
+}
+
+// TestResumeAheadOfTheLog: a client whose cursor is ahead of the log (the
+// broadcaster restarted and is still rebuilding) gets nothing twice.
+func TestResumeAheadOfTheLog(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:1")
+	first := e.makeEvents(4, "", "class:1")
+	e.appendBatch(first[:2])
+	c := e.connect("19", "teacher")
+	c.subscribeSince(first[2].ID.String(), "class:1")
+	e.appendBatch(first[2:])
+	got, _ := c.events(1)
+	if got[0] != first[3].ID.String() {
+		t.Fatalf("got %v, want only %s", got, first[3].ID)
+	}
+	if extra := c.ping(); len(extra) != 0 {
+		t.Fatalf("extra: %v", extra)
+	}
+}
+
+func TestResumeMalformedCursor(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:1")
+	c := e.connect("19", "teacher")
+	for _, bad := range []string{"1764403200123", "xyz", "0000000016B3748C-0000000G", ""} {
+		id := c.request("subscribe", map[string]any{"channels": []string{"class:1"}, "since": bad})
+		m := c.expect("error")
+		if m.str("code") != "bad_request" || m["id"] != id {
+			t.Fatalf("since %q: %v", bad, m)
+		}
+	}
+	c.subscribe("class:1")
+}
