@@ -245,11 +245,11 @@ type rawFrame struct {
 // poll returns the next queued message, or ok false with the reader's
 // error (nil while it runs). A frame that is not a JSON object is an
 // error too.
-func (c *gwClient) poll() (m gwMsg, ok bool, err error, changed chan struct{}) {
+func (c *gwClient) poll() (m gwMsg, ok bool, changed chan struct{}, err error) {
 	c.mu.Lock()
 	if len(c.queue) == 0 {
 		defer c.mu.Unlock()
-		return gwMsg{}, false, c.readErr, c.changed
+		return gwMsg{}, false, c.changed, c.readErr
 	}
 	f := c.queue[0]
 	c.queue[0] = rawFrame{}
@@ -257,7 +257,7 @@ func (c *gwClient) poll() (m gwMsg, ok bool, err error, changed chan struct{}) {
 	c.mu.Unlock()
 	m, err = parseGwMsg(f.b)
 	if err != nil {
-		return m, false, err, nil
+		return m, false, nil, err
 	}
 	m.At = f.at
 	return m, true, nil, nil
@@ -269,7 +269,7 @@ func (c *gwClient) tryNext(timeout time.Duration) (gwMsg, bool, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		m, ok, err, changed := c.poll()
+		m, ok, changed, err := c.poll()
 		if ok {
 			return m, true, nil
 		}

@@ -393,7 +393,7 @@ func (c *conn) subscribe(req *request) {
 	claims := c.getClaims()
 	have := s.hub.count(c)
 	names := []string{}
-	var granted, added []*acl.Channel
+	var added []*acl.Channel
 	var refused []errorMsg
 	seen := make(map[string]bool, len(req.Channels))
 	for _, name := range req.Channels {
@@ -401,8 +401,8 @@ func (c *conn) subscribe(req *request) {
 			continue
 		}
 		seen[name] = true
-		if ch := s.hub.subscription(c, name); ch != nil {
-			names, granted = append(names, name), append(granted, ch)
+		if s.hub.subscription(c, name) != nil {
+			names = append(names, name)
 			continue
 		}
 		ch, code, msg := c.admit(claims, name, have+len(added))
@@ -411,7 +411,7 @@ func (c *conn) subscribe(req *request) {
 			s.audit.subscribeDenied(c, claims.UserID, name, code)
 			continue
 		}
-		names, granted, added = append(names, name), append(granted, ch), append(added, ch)
+		names, added = append(names, name), append(added, ch)
 	}
 	var since *broadcaster.Cursor
 	if req.HasSince {
