@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1088,5 +1089,34 @@ func testSlowConsumer(t *testing.T, queue, perTx int) {
 	}
 	if !audited {
 		t.Errorf("no disconnect of user 2 with code 4009 in the audit log")
+	}
+}
+
+// TestGatewayGracefulShutdown: SIGTERM closes every WebSocket with 1001 (so
+// clients reconnect elsewhere and resume), refuses new ones, and the process
+// exits 0 within server.drain_timeout.
+func TestGatewayGracefulShutdown(t *testing.T) {
+	g := startGateway(t, map[string]any{"server.drain_timeout": "5s"})
+	var clients []*gwClient
+	for i := 0; i < 5; i++ {
+		c := g.connect(t, "1", "super_admin")
+		c.mustSubscribe("table:users")
+		clients = append(clients, c)
+	}
+	start := time.Now()
+	if err := g.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		if code, _ := c.expectClose(10 * time.Second); code != websocket.StatusGoingAway {
+			t.Errorf("client %d: close %d, want 1001", i, code)
+		}
+	}
+	if code := g.proc.Wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("serve exited %d after SIGTERM, want 0", code)
+	}
+	t.Logf("drained and exited in %v", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(g.proc.Stderr(), `"msg":"stopped"`) {
+		t.Errorf("no clean stop logged")
 	}
 }
