@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"time"
 )
 
 // MaxLSN is the largest LSN: as a bound it means "no bound".
@@ -79,4 +80,8 @@ type LogReader interface {
 	// Wait returns a channel that is closed once the log holds an event
 	// after c: at once if it already does.
 	Wait(c Cursor) <-chan struct{}
+	// SinceTime returns the cursor to resume from to get the retained
+	// events committed after t; ErrCursorExpired when t is older than the
+	// retained log.
+	SinceTime(t time.Time) (Cursor, error)
 }

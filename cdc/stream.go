@@ -94,6 +94,7 @@ type Stream struct {
 	lastCommit atomic.Int64  // commit time of the last transaction, Unix ns
 	lastData   atomic.Int64  // when WAL data last arrived, Unix ns
 	reconnects atomic.Int64
+	caughtUp   atomic.Bool  // a session has replayed what the slot held back
 	slotName   atomic.Value // string: the slot actually read
 }
 
@@ -132,7 +133,10 @@ func NewStream(cfg Config) (*Stream, error) {
 
 // Status is a snapshot of the stream's state.
 type Status struct {
-	Connected    bool
+	Connected bool
+	// CaughtUp reports that the stream has replayed what the slot held
+	// back at start: the event log is complete up to the present.
+	CaughtUp     bool
 	Slot         string
 	ReceivedLSN  broadcaster.LSN
 	ConfirmedLSN broadcaster.LSN
@@ -144,6 +148,7 @@ type Status struct {
 func (s *Stream) Status() Status {
 	st := Status{
 		Connected:    s.connected.Load(),
+		CaughtUp:     s.caughtUp.Load(),
 		Slot:         s.slotName.Load().(string),
 		ReceivedLSN:  broadcaster.LSN(s.received.Load()),
 		ConfirmedLSN: broadcaster.LSN(s.confirmed.Load()),
@@ -262,6 +267,10 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 	if err := s.checkPublication(ctx, conn); err != nil {
 		return false, err
 	}
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return false, fmt.Errorf("identify system: %w", err)
+	}
 	slot, from, err := s.prepareSlot(ctx, conn)
 	if err != nil {
 		return false, err
@@ -295,7 +304,7 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 		go s.heartbeat(hbCtx)
 	}
 
-	r := &receiver{s: s, conn: conn, h: h, v2: v2}
+	r := &receiver{s: s, conn: conn, h: h, v2: v2, target: broadcaster.LSN(sys.XLogPos), started: time.Now()}
 	err = r.loop(ctx)
 	return r.progressed, err
 }
@@ -446,6 +455,12 @@ type receiver struct {
 	inTx bool
 	tx   broadcaster.Tx
 	seq  uint32
+
+	// target is the server's WAL position when the session began; once the
+	// stream has passed it, what the slot held back has been replayed.
+	target   broadcaster.LSN
+	started  time.Time
+	caughtUp bool
 }
 
 func (r *receiver) loop(ctx context.Context) error {
@@ -483,6 +498,13 @@ func (r *receiver) loop(ctx context.Context) error {
 				}
 				if pkm.ReplyRequested {
 					nextStatus = time.Time{}
+				}
+				if !r.caughtUp && !r.inTx && broadcaster.LSN(pkm.ServerWALEnd) >= r.target {
+					// The walsender sends keepalives when it waits for WAL:
+					// everything committed before target has been delivered.
+					r.caughtUp = true
+					s.caughtUp.Store(true)
+					s.log.Info("caught up", "at", r.target.String(), "took", time.Since(r.started).Round(time.Millisecond).String())
 				}
 			case pglogrepl.XLogDataByteID:
 				xld, err := pglogrepl.ParseXLogData(m.Data[1:])

@@ -30,6 +30,10 @@ type Options struct {
 	MaxAge time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Floor is where a log rebuilt after a restart begins: cursors before
+	// it are expired (the events after them are not all here). Zero for a
+	// log that has seen everything.
+	Floor broadcaster.Cursor
 }
 
 // Memory is an in-memory broadcaster.Log.
@@ -44,8 +48,9 @@ type Memory struct {
 	n     int
 	head  broadcaster.Cursor
 	// floor is the newest cursor evicted: a resume from before it has lost
-	// events.
-	floor broadcaster.Cursor
+	// events. floorTime is that event's commit time.
+	floor     broadcaster.Cursor
+	floorTime time.Time
 	// grew is closed, and replaced, whenever an event is appended.
 	grew chan struct{}
 }
@@ -66,7 +71,7 @@ func NewMemory(opts Options) *Memory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Memory{opts: opts, grew: make(chan struct{})}
+	return &Memory{opts: opts, grew: make(chan struct{}), floor: opts.Floor, head: opts.Floor}
 }
 
 // Append implements broadcaster.Sink. Events at or before the head are
@@ -104,7 +109,7 @@ func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
 func (m *Memory) push(ev *broadcaster.Event) {
 	if m.n == len(m.ring) {
 		if len(m.ring) == m.opts.MaxEvents {
-			m.floor = m.ring[m.first].ID
+			m.floor, m.floorTime = m.ring[m.first].ID, m.ring[m.first].Timestamp
 			m.ring[m.first] = *ev
 			m.first = (m.first + 1) % len(m.ring)
 			return
@@ -127,7 +132,7 @@ func (m *Memory) evictOld() {
 		if !ev.Timestamp.Before(limit) {
 			return
 		}
-		m.floor = ev.ID
+		m.floor, m.floorTime = ev.ID, ev.Timestamp
 		*ev = broadcaster.Event{}
 		m.first = (m.first + 1) % len(m.ring)
 		m.n--
@@ -135,8 +140,53 @@ func (m *Memory) evictOld() {
 }
 
 // Confirmable implements broadcaster.Log. The memory log keeps nothing across
-// a restart, so it does not hold the slot back.
-func (m *Memory) Confirmable() broadcaster.LSN { return broadcaster.MaxLSN }
+// a restart, so it holds the slot at the commit of its oldest event: after a
+// restart the slot delivers every retained transaction again, and the log
+// is rebuilt with the same event ids. An empty log holds nothing back. It
+// also drops events past MaxAge, so an idle log lets the slot go.
+func (m *Memory) Confirmable() broadcaster.LSN {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.evictOld()
+	if m.n == 0 {
+		return broadcaster.MaxLSN
+	}
+	return m.ring[m.first].ID.LSN
+}
+
+// SinceTime returns the cursor after which the retained events committed at
+// or after t begin: the cursor to hand Since to resume from a wall-clock
+// time. A t at or before the commit time of an evicted event gives
+// ErrCursorExpired: some event committed then is gone.
+func (m *Memory) SinceTime(t time.Time) (broadcaster.Cursor, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if !m.floor.IsZero() && !m.floorTime.Before(t) {
+		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+	}
+	if m.n == 0 {
+		return m.head, nil
+	}
+	// Commit times follow commit order closely but not exactly: find the
+	// first event at or after t by binary search, then step back over any
+	// neighbours also at or after t, so nothing committed then is skipped.
+	lo, hi := 0, m.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if !m.at(mid).Timestamp.Before(t) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	for lo > 0 && !m.at(lo-1).Timestamp.Before(t) {
+		lo--
+	}
+	if lo == 0 {
+		return m.floor, nil
+	}
+	return m.at(lo - 1).ID, nil
+}
 
 // Head implements broadcaster.Log.
 func (m *Memory) Head() broadcaster.Cursor {

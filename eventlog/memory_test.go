@@ -127,3 +127,98 @@ func BenchmarkAppend(b *testing.B) {
 		m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(broadcaster.LSN(i+1)*10, 1, now)}})
 	}
 }
+
+func TestMemorySinceTime(t *testing.T) {
+	base := time.Date(2025, 11, 29, 8, 0, 0, 0, time.UTC)
+	m := NewMemory(Options{MaxEvents: 4, MaxAge: time.Hour, Now: func() time.Time { return base }})
+	ctx := context.Background()
+	for i := 1; i <= 6; i++ {
+		m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(broadcaster.LSN(i*10), 1, base.Add(time.Duration(i)*time.Second))}})
+	}
+	// Retained: events 3..6 at base+3s..+6s; event 2 (base+2s) is the floor.
+	tests := []struct {
+		name    string
+		at      time.Duration
+		want    broadcaster.LSN // the LSN of the first event Since returns
+		expired bool
+	}{
+		{"before the floor", time.Second, 0, true},
+		{"at the floor's time", 2 * time.Second, 0, true},
+		{"between floor and first", 2500 * time.Millisecond, 30, false},
+		{"at an event", 4 * time.Second, 40, false},
+		{"between events", 4500 * time.Millisecond, 50, false},
+		{"after all", 7 * time.Second, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := m.SinceTime(base.Add(tt.at))
+			if tt.expired {
+				if !errors.Is(err, ErrExpired) {
+					t.Fatalf("err %v, want expired", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, _, err := m.Since(c, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want == 0 {
+				if len(evs) != 0 {
+					t.Fatalf("got %v, want nothing", ids(evs))
+				}
+				return
+			}
+			if len(evs) != 1 || evs[0].ID.LSN != tt.want {
+				t.Fatalf("got %v, want the event at %v", ids(evs), tt.want)
+			}
+		})
+	}
+}
+
+func TestMemoryConfirmableHoldsOldest(t *testing.T) {
+	now := time.Now()
+	clock := now
+	m := NewMemory(Options{MaxEvents: 3, MaxAge: time.Minute, Now: func() time.Time { return clock }})
+	ctx := context.Background()
+	if m.Confirmable() != broadcaster.MaxLSN {
+		t.Fatal("an empty log must not hold the slot")
+	}
+	for i := 1; i <= 5; i++ {
+		m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(broadcaster.LSN(i*10), 1, now)}, TxEnd: broadcaster.LSN(i*10 + 5)})
+	}
+	if got := m.Confirmable(); got != 30 {
+		t.Fatalf("Confirmable %v, want the oldest retained event's commit LSN 30", got)
+	}
+	clock = now.Add(2 * time.Minute)
+	if got := m.Confirmable(); got != broadcaster.MaxLSN {
+		t.Fatalf("after max age: Confirmable %v, want no hold", got)
+	}
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 40, Pos: 1}, 0); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a cursor of an aged-out event: %v, want expired", err)
+	}
+}
+
+func TestMemoryFloorAfterRestart(t *testing.T) {
+	m := NewMemory(Options{Floor: broadcaster.Cursor{LSN: 99}})
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 50, Pos: 1}, 0); !errors.Is(err, ErrExpired) {
+		t.Fatalf("cursor before the slot's resume point: %v, want expired", err)
+	}
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 100, Pos: 1}, 0); err != nil {
+		t.Fatalf("cursor from the resume point on: %v", err)
+	}
+	// The head starts at the floor: a client starting from it is not
+	// expired, and the rebuilt events come after it.
+	if _, _, err := m.Since(m.Head(), 0); err != nil {
+		t.Fatalf("since the head of a rebuilt log: %v", err)
+	}
+	if c, err := m.SinceTime(time.Now()); err != nil || c != m.Head() {
+		t.Fatalf("SinceTime on an empty rebuilt log: %v, %v", c, err)
+	}
+	m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(100, 1, time.Now())}})
+	if m.Len() != 1 {
+		t.Fatal("the first rebuilt event was taken for a replay")
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/acl"
+	"github.com/treasure-home/cdc-broadcaster/config"
 )
 
 const eventWait = 20 * time.Second
@@ -483,10 +487,11 @@ func cursorLSN(t *testing.T, id string) broadcaster.LSN {
 
 // TestSIGKILLRedeliversAfterConfirmed kills serve with SIGKILL while rows
 // are committed and checks that the restarted process re-delivers every
-// event after the slot's confirmed position, with the same ids, and none
-// before it.
+// event from the slot's confirmed position on, with the same ids, and none
+// before it. The log retains 20 events, so the slot is confirmed up to the
+// oldest of them and no further: what a restart must rebuild.
 func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
-	db, cfg := itemsDB(t, nil)
+	db, cfg := itemsDB(t, map[string]any{"retention.max_events": 20})
 	slot := "s_" + db.Name
 	first := Start(t, nil, "serve", "--config", cfg)
 	first.WaitStderr(t, readinessMsg, readyTimeout)
@@ -494,15 +499,19 @@ func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
 		db.Exec(t, "INSERT INTO items (id) VALUES ($1)", i)
 	}
 	early := waitServed(t, first, 30)
-	// Let the slot confirm the first events, so the restart has something
-	// to skip as well as something to re-deliver.
-	lastEarly := cursorLSN(t, early[len(early)-1].EventID)
+	// The log keeps the newest 20: the slot is confirmed up to the oldest
+	// of them, so a restart has something to skip and something to
+	// re-deliver.
+	oldestKept := cursorLSN(t, early[10].EventID)
 	deadline := time.Now().Add(eventWait)
-	for slotConfirmed(t, db, slot) <= lastEarly {
+	for slotConfirmed(t, db, slot) < oldestKept {
 		if time.Now().After(deadline) {
-			t.Fatalf("slot never confirmed past %s", lastEarly)
+			t.Fatalf("slot confirmed %s, never reached the oldest retained event's commit %s", slotConfirmed(t, db, slot), oldestKept)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if c := slotConfirmed(t, db, slot); c > oldestKept {
+		t.Fatalf("slot confirmed %s, past the oldest retained event's commit %s: a restart could not rebuild the log", c, oldestKept)
 	}
 	// Commit more while the process dies part way through them.
 	done := make(chan struct{})
@@ -526,7 +535,7 @@ func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
 	second.WaitStderr(t, readinessMsg, readyTimeout)
 	want := 0
 	for _, e := range before {
-		if cursorLSN(t, e.EventID) <= confirmed {
+		if cursorLSN(t, e.EventID) < confirmed {
 			continue
 		}
 		want++
@@ -535,8 +544,8 @@ func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
 	t.Logf("first run logged %d events; slot confirmed %s; %d of them re-delivered; second run logged %d", len(before), confirmed, want, len(after))
 	seen := make(map[string]bool)
 	for _, e := range after {
-		if cursorLSN(t, e.EventID) <= confirmed {
-			t.Fatalf("event %s at or before the confirmed position %s was delivered again", e.EventID, confirmed)
+		if cursorLSN(t, e.EventID) < confirmed {
+			t.Fatalf("event %s before the confirmed position %s was delivered again", e.EventID, confirmed)
 		}
 		if seen[e.EventID] {
 			t.Fatalf("event %s delivered twice by one run", e.EventID)
@@ -544,8 +553,8 @@ func TestSIGKILLRedeliversAfterConfirmed(t *testing.T) {
 		seen[e.EventID] = true
 	}
 	for _, e := range before {
-		if cursorLSN(t, e.EventID) > confirmed && !seen[e.EventID] {
-			t.Fatalf("event %s (%s) after the confirmed position was not re-delivered with the same id", e.EventID, e.Type)
+		if cursorLSN(t, e.EventID) >= confirmed && !seen[e.EventID] {
+			t.Fatalf("event %s (%s) from the confirmed position on was not re-delivered with the same id", e.EventID, e.Type)
 		}
 	}
 	if want == len(before) {
@@ -634,38 +643,69 @@ func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 }
 
 // TestMillionRowTransactionServe runs the same transaction through serve,
-// whose event log retains the newest retention.max_events of it: the slot
-// must be confirmed past the transaction, and peak memory must stay bounded
-// by the retention, not the transaction.
+// whose event log retains the newest retention.max_events of it, and then a
+// sentinel transaction; /sync long-polls for the sentinel, so the test knows
+// serve has taken in all of the big one. Peak memory must stay bounded by
+// the retention, not the transaction.
 func TestMillionRowTransactionServe(t *testing.T) {
 	const rows = 1_000_000
 	db := NewDB(t)
-	db.Exec(t, "CREATE TABLE bulk (id bigint PRIMARY KEY, v int); ALTER PUBLICATION cdc_broadcaster ADD TABLE bulk")
+	db.Exec(t, `CREATE TABLE bulk (id bigint PRIMARY KEY, v int); CREATE TABLE done (id int PRIMARY KEY);
+		ALTER PUBLICATION cdc_broadcaster ADD TABLE bulk, done`)
 	slot := "s_" + db.Name
+	port := FreePort(t)
 	cfg := WriteConfig(t, db, map[string]any{
-		"mappings":               []any{map[string]any{"table": "bulk", "domain": "bulk", "payload": []string{"id", "v"}, "channels": []string{"table:bulk"}}},
+		"mappings": []any{
+			map[string]any{"table": "bulk", "domain": "bulk", "payload": []string{"id", "v"}, "channels": []string{"table:bulk"}},
+			map[string]any{"table": "done", "domain": "done", "channels": []string{"table:done"}},
+		},
 		"source.slot":            slot,
 		"source.status_interval": "200ms",
-		"server.listen":          "127.0.0.1:0",
+		"server.listen":          fmt.Sprintf("127.0.0.1:%d", port),
 		"auth.jwt.secret":        "integration-test-secret",
 	})
 	p := Start(t, nil, "serve", "--config", cfg)
 	p.WaitStderr(t, readinessMsg, readyTimeout)
+	start := time.Now()
 	db.Exec(t, fmt.Sprintf("INSERT INTO bulk SELECT g, g %% 7 FROM generate_series(1, %d) g", rows))
-	var end string
-	if err := db.Pool.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+	mark := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	db.Exec(t, "INSERT INTO done VALUES (1)")
+
+	tok, err := acl.Mint(config.JWT{Secret: "integration-test-secret", Algorithms: []string{"HS256"}, Issuer: "treasure-home", Audience: "realtime"},
+		acl.MintOptions{Subject: "1", Role: "super_admin", TTL: time.Hour})
+	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := broadcaster.ParseLSN(end)
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/realtime/sync?channels=table:done&since=%d&wait=30s", port, mark.UnixMilli()+1)
 	deadline := time.Now().Add(5 * time.Minute)
-	for slotConfirmed(t, db, slot) < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("slot confirmed %s, never reached the transaction's end %s", slotConfirmed(t, db, slot), want)
+	for {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		var body struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := json.Unmarshal(raw, &body); err != nil || resp.StatusCode != 200 {
+			var ct time.Time
+			_ = db.Pool.QueryRow(context.Background(), "SELECT now()").Scan(&ct)
+			t.Fatalf("/sync: status %d, %s (mark %v, since %d, db now %v, slot %s)", resp.StatusCode, raw, mark, mark.UnixMilli()+1, ct, slotConfirmed(t, db, slot))
+		}
+		if len(body.Events) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sentinel after the 1,000,000-row transaction never arrived")
+		}
 	}
 	peak := peakRSS(t, p.Cmd.Process.Pid)
-	t.Logf("1,000,000-row transaction through serve (retaining 100,000 events): peak resident memory %.1f MiB", float64(peak)/(1<<20))
+	t.Logf("1,000,000-row transaction through serve (retaining 100,000 events): taken in %v after the insert began; peak resident memory %.1f MiB",
+		time.Since(start).Round(time.Millisecond), float64(peak)/(1<<20))
 	if peak > 256<<20 {
 		t.Fatalf("peak resident memory %d MiB, want at most 256 MiB", peak>>20)
 	}

@@ -213,6 +213,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", s.serveHealthz)
 	s.mux.HandleFunc("GET /readyz", s.serveReadyz)
+	s.mux.HandleFunc("GET /api/realtime/sync", s.serveSync)
 	return s, nil
 }
 

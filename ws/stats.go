@@ -35,6 +35,9 @@ type Stats struct {
 	// ClosesByCode counts ended connections by close code (1006 for a
 	// connection that broke without one).
 	ClosesByCode map[int]uint64
+	// SyncRequests counts /api/realtime/sync answers by outcome: events,
+	// empty, expired, unauthenticated, forbidden, bad_request.
+	SyncRequests map[string]uint64
 	// AuthFailures counts refused tokens and first frames.
 	AuthFailures uint64
 	// Revocations counts subscriptions revoked after a token refresh or a
@@ -56,13 +59,14 @@ type counters struct {
 	authFailures atomic.Uint64
 	revocations  atomic.Uint64
 
-	mu     sync.Mutex // protects byRole and closes
+	mu     sync.Mutex // protects byRole, closes and syncs
 	byRole map[string]int64
 	closes map[int]uint64
+	syncs  map[string]uint64
 }
 
 func newCounters() *counters {
-	return &counters{byRole: make(map[string]int64), closes: make(map[int]uint64)}
+	return &counters{byRole: make(map[string]int64), closes: make(map[int]uint64), syncs: make(map[string]uint64)}
 }
 
 // role moves one active connection from role from to role to; "" is none.
@@ -88,6 +92,12 @@ func (s *counters) closed(code int) {
 	s.mu.Unlock()
 }
 
+func (s *counters) sync(outcome string) {
+	s.mu.Lock()
+	s.syncs[outcome]++
+	s.mu.Unlock()
+}
+
 func (s *counters) snapshot() Stats {
 	st := Stats{
 		ConnectionsActive: s.active.Load(),
@@ -105,6 +115,7 @@ func (s *counters) snapshot() Stats {
 	s.mu.Lock()
 	st.ByRole = maps.Clone(s.byRole)
 	st.ClosesByCode = maps.Clone(s.closes)
+	st.SyncRequests = maps.Clone(s.syncs)
 	s.mu.Unlock()
 	return st
 }

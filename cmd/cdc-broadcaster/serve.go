@@ -43,13 +43,19 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	log := c.main.newLogger(cfg.Log)
 
-	evlog := eventlog.NewMemory(eventlog.Options{MaxEvents: cfg.Retention.MaxEvents, MaxAge: cfg.Retention.MaxAge})
-	sink := &tracingLog{Log: evlog, log: log}
-
-	mapper, err := c.prepare(ctx, cfg, sink, log)
+	sink := &tracingLog{log: log}
+	mapper, resumeAt, err := c.prepare(ctx, cfg, sink, log)
 	if err != nil {
 		return err
 	}
+	// The log is rebuilt from the slot: it starts where the slot resumes,
+	// and a client cursor from before that is expired.
+	var floor broadcaster.Cursor
+	if resumeAt > 0 {
+		floor = broadcaster.Cursor{LSN: resumeAt - 1}
+	}
+	evlog := eventlog.NewMemory(eventlog.Options{MaxEvents: cfg.Retention.MaxEvents, MaxAge: cfg.Retention.MaxAge, Floor: floor})
+	sink.Log = evlog
 
 	verifier, err := acl.NewVerifier(ctx, cfg.Auth.JWT, acl.VerifierOptions{Logger: log})
 	if err != nil {
@@ -173,34 +179,45 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// prepare compiles the mapping against the live schema and makes sure the
-// publication and slot exist (creating them when source.create allows).
-func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, error) {
+// prepare compiles the mapping against the live schema, makes sure the
+// publication and slot exist (creating them when source.create allows), and
+// returns the position the slot resumes from.
+func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, broadcaster.LSN, error) {
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer conn.Close(context.Background())
 	mapper, _, err := compileMapping(ctx, conn, cfg, sink, log)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, publishedTables(cfg), nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(plan.Statements) > 0 {
 		if !cfg.Source.Create {
-			return nil, fmt.Errorf("the database is not ready (source.create is false); run `cdc-broadcaster setup`, which would run:\n  %s", strings.Join(plan.Statements, ";\n  "))
+			return nil, 0, fmt.Errorf("the database is not ready (source.create is false); run `cdc-broadcaster setup`, which would run:\n  %s", strings.Join(plan.Statements, ";\n  "))
 		}
 		for _, st := range plan.Statements {
 			log.Info("setting up replication", "sql", st)
 		}
 		if err := plan.Apply(ctx, conn); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return mapper, nil
+	slot, err := cdc.LookupSlot(ctx, conn, cfg.Source.Slot)
+	if err != nil {
+		return nil, 0, err
+	}
+	if slot == nil {
+		return nil, 0, fmt.Errorf("replication slot %q is missing", cfg.Source.Slot)
+	}
+	if slot.WALStatus == "lost" {
+		return nil, 0, fmt.Errorf("replication slot %q is invalidated (wal_status lost: the WAL it needed was removed, see max_slot_wal_keep_size); drop it with SELECT pg_drop_replication_slot('%s') and start again: clients will be told to reset", cfg.Source.Slot, cfg.Source.Slot)
+	}
+	return mapper, slot.ConfirmedLSN, nil
 }
 
 // newReadPool opens the pool the access rules' `sql` checks run on, read-only
