@@ -36,6 +36,10 @@ type RulesOptions struct {
 	// CacheSize bounds the number of cached sql answers. Default
 	// DefaultCacheSize.
 	CacheSize int
+	// ObserveSQL, when set, is called after each sql rule query with how
+	// long it took, failed queries included (for a latency histogram). It
+	// runs on the caller of Allowed: keep it cheap.
+	ObserveSQL func(time.Duration)
 }
 
 // RulesStats are counters since NewRules.
@@ -57,6 +61,7 @@ type Rules struct {
 	ttl      time.Duration
 	cache    *answerCache
 	tables   []string // every table of any recheck_on, normalized, sorted
+	observe  func(time.Duration)
 
 	granted, denied, cacheHits, sqlQueries atomic.Uint64
 }
@@ -101,6 +106,7 @@ func NewRules(channels []config.Channel, auth config.Auth, db Querier, opts Rule
 		now:   opts.Now,
 		ttl:   auth.ACLCacheTTL,
 	}
+	r.observe = opts.ObserveSQL
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -459,7 +465,11 @@ func (r *Rules) query(ctx context.Context, a *allowRule, c *Claims, ch *Channel)
 	}
 	gen := r.cache.generation(ch.rule)
 	r.sqlQueries.Add(1)
+	start := time.Now()
 	ok, err := runExists(ctx, r.db, a.sql.text, args)
+	if r.observe != nil {
+		r.observe(time.Since(start))
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "22") {

@@ -90,6 +90,7 @@ type Stream struct {
 
 	connected  atomic.Bool
 	received   atomic.Uint64 // broadcaster.LSN of the last WAL data received
+	walEnd     atomic.Uint64 // broadcaster.LSN of the last keepalive's ServerWALEnd
 	confirmed  atomic.Uint64 // broadcaster.LSN last sent as flushed
 	lastCommit atomic.Int64  // commit time of the last transaction, Unix ns
 	lastData   atomic.Int64  // when WAL data last arrived, Unix ns
@@ -142,6 +143,12 @@ type Status struct {
 	ConfirmedLSN broadcaster.LSN
 	LastCommit   time.Time // zero before the first transaction
 	Reconnects   int64
+	// ServerWALEnd is the position the server reported in its last
+	// keepalive: how far its walsender has read the WAL for this slot.
+	// Every transaction committed before it has been received, so with
+	// ReceivedLSN it says how far the stream has got even while the
+	// server skips WAL that is not published.
+	ServerWALEnd broadcaster.LSN
 }
 
 // Status returns the stream's state. Safe from any goroutine.
@@ -151,6 +158,7 @@ func (s *Stream) Status() Status {
 		CaughtUp:     s.caughtUp.Load(),
 		Slot:         s.slotName.Load().(string),
 		ReceivedLSN:  broadcaster.LSN(s.received.Load()),
+		ServerWALEnd: broadcaster.LSN(s.walEnd.Load()),
 		ConfirmedLSN: broadcaster.LSN(s.confirmed.Load()),
 		Reconnects:   s.reconnects.Load(),
 	}
@@ -498,6 +506,9 @@ func (r *receiver) loop(ctx context.Context) error {
 				}
 				if pkm.ReplyRequested {
 					nextStatus = time.Time{}
+				}
+				if end := uint64(pkm.ServerWALEnd); end > s.walEnd.Load() {
+					s.walEnd.Store(end)
 				}
 				if !r.caughtUp && !r.inTx && broadcaster.LSN(pkm.ServerWALEnd) >= r.target {
 					// The walsender sends keepalives when it waits for WAL:

@@ -202,6 +202,29 @@ func (m *Memory) Len() int {
 	return m.n
 }
 
+// Stats is a snapshot of a Memory log's size.
+type Stats struct {
+	// Events is the number of retained events.
+	Events int
+	// Oldest is the commit time of the oldest retained event; zero when
+	// the log is empty.
+	Oldest time.Time
+	// Head is the log's head, as Head returns it.
+	Head broadcaster.Cursor
+}
+
+// Stats returns the log's size, its oldest event's commit time and its
+// head, read together.
+func (m *Memory) Stats() Stats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st := Stats{Events: m.n, Head: m.head}
+	if m.n > 0 {
+		st.Oldest = m.ring[m.first].Timestamp
+	}
+	return st
+}
+
 // Since returns up to limit retained events after cursor, oldest first, and
 // whether more follow. A cursor from before the retained log returns
 // ErrExpired.

@@ -76,5 +76,19 @@ ensure_staticcheck() {
 	GOBIN="$TOOLS_BIN" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 }
 
+# ensure_node makes sure Node.js and npm exist (the browser adapter's tests),
+# then installs client/'s locked dependencies.
+ensure_node() {
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		apt_install nodejs npm
+	fi
+	log "node $(node --version), npm $(npm --version)"
+	if [ ! -d client/node_modules ] || [ client/package-lock.json -nt client/node_modules ]; then
+		log "npm ci (client/)"
+		(cd client && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+}
+
 ensure_postgres
 ensure_staticcheck
+ensure_node

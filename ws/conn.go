@@ -29,6 +29,8 @@ type outFrame struct {
 	data []byte
 	// event marks an event frame, counted in Stats.EventsDelivered.
 	event bool
+	// commit is the event's commit time, for Options.ObserveDelivery.
+	commit time.Time
 }
 
 // closeInfo says how a connection ends.
@@ -558,6 +560,9 @@ func (c *conn) write(f outFrame) error {
 	c.s.stats.bytes.Add(uint64(len(f.data)))
 	if f.event {
 		c.s.stats.delivered.Add(1)
+		if obs := c.s.opts.ObserveDelivery; obs != nil {
+			obs(f.commit)
+		}
 	}
 	return nil
 }

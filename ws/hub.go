@@ -195,7 +195,7 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 			env = eventEnvelope(c.match, body)
 			h.envelopes[key] = env
 		}
-		if !c.offer(outFrame{data: env, event: true}) {
+		if !c.offer(outFrame{data: env, event: true, commit: ev.Timestamp}) {
 			// Everything up to prev is queued (or was never due): the
 			// connection goes on from there by itself.
 			h.lag(c, prev)
@@ -361,7 +361,7 @@ func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.
 			logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
 			continue
 		}
-		frames = append(frames, outFrame{data: eventEnvelope(match, body), event: true})
+		frames = append(frames, outFrame{data: eventEnvelope(match, body), event: true, commit: ev.Timestamp})
 	}
 	if len(evs) > 0 {
 		c.lagPos = evs[len(evs)-1].ID

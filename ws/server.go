@@ -109,6 +109,11 @@ type Options struct {
 	// TokenExpiryWarning is how long before the token expires
 	// token_expiring is sent. Default 60s.
 	TokenExpiryWarning time.Duration
+	// ObserveDelivery, when set, is called after each event frame is
+	// written to a client, with the event's commit time (for the
+	// commit-to-send latency). It runs on the connection's writer: keep it
+	// cheap.
+	ObserveDelivery func(commit time.Time)
 	// StallTimeout is how long one write to a client may stay blocked
 	// (its socket full: the client does not read) before the connection is
 	// closed as a slow consumer (4009). Default 5s.

@@ -1,0 +1,358 @@
+// common.js: what every dashboard of the demo shares. Sign-in with a demo
+// token, the demo API, the realtime client and its state badge, keyed lists
+// that mark new and changed rows, a debounced refetch, the live activity
+// feed. No framework: the DOM is built with el() and kept by key.
+import { createRealtime } from './realtime.js';
+
+export const params = new URLSearchParams(location.search);
+
+// el builds an element. attrs: class, text, testid (data-testid), id,
+// dataset entries as data-*, other attributes as they are; children are
+// nodes or strings (null and false are skipped).
+export function el(tag, attrs = {}, ...children) {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') n.className = v;
+    else if (k === 'text') n.textContent = v;
+    else if (k === 'testid') n.dataset.testid = v;
+    else n.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    n.append(c instanceof Node ? c : String(c));
+  }
+  return n;
+}
+
+export const $ = (sel) => document.querySelector(sel);
+
+export function tag(status, text) {
+  return el('span', { class: `tag ${status}`, text: (text ?? status).replace(/_/g, ' ') });
+}
+
+export function progressBar(pct) {
+  const bar = el('i');
+  bar.style.width = `${Math.max(0, Math.min(100, pct))}%`; // CSSOM: allowed by the page's CSP
+  return el('div', { class: 'progress-cell' }, el('div', { class: 'progress' }, bar), el('span', { text: `${pct}%` }));
+}
+
+const two = (n) => String(n).padStart(2, '0');
+export function clock(t) {
+  const d = new Date(t);
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+export function shortTime(iso) {
+  if (!iso) return '–';
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? `${two(d.getHours())}:${two(d.getMinutes())}` : d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' });
+}
+export const fmtScore = (n) => (n === null || n === undefined ? '–' : Number(n).toFixed(Number.isInteger(n) ? 0 : 1));
+
+// ---------------------------------------------------------------------------
+// Sign-in: a demo token per user, kept in sessionStorage so each tab can be
+// someone else.
+
+const tokenKey = (userId) => `cdc-demo.token.${userId}`;
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message || body?.error || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error;
+  }
+}
+
+async function readJSON(res) {
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // not JSON
+  }
+  if (!res.ok) throw new ApiError(res.status, body);
+  return body;
+}
+
+export async function mintToken(userId) {
+  const res = await fetch('api/token', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ userId: String(userId) }),
+  });
+  const tok = await readJSON(res);
+  sessionStorage.setItem(tokenKey(userId), JSON.stringify(tok));
+  return tok;
+}
+
+// session returns getToken (for the realtime client) and api (for the demo
+// API) for one user. A token is reused until five minutes before it
+// expires, or until the server refuses it.
+export function session(userId) {
+  let cur = null;
+  try {
+    cur = JSON.parse(sessionStorage.getItem(tokenKey(userId)) || 'null');
+  } catch {
+    cur = null;
+  }
+  let minting = null;
+  async function fresh() {
+    minting ??= mintToken(userId).finally(() => (minting = null));
+    cur = await minting;
+    return cur.token;
+  }
+  async function getToken(reason) {
+    if (reason === 'rejected' || reason === 'expiring' || !cur || cur.expiresAt - Date.now() < 5 * 60e3) return fresh();
+    return cur.token;
+  }
+  async function api(path) {
+    let res = await fetch(`api/${path}`, { headers: { Authorization: `Bearer ${await getToken()}` } });
+    if (res.status === 401) res = await fetch(`api/${path}`, { headers: { Authorization: `Bearer ${await fresh()}` } });
+    return readJSON(res);
+  }
+  return { getToken, api };
+}
+
+// ---------------------------------------------------------------------------
+// Errors and the page frame.
+
+export function showError(err) {
+  const box = $('#error');
+  if (!box) return console.error(err);
+  box.hidden = false;
+  box.replaceChildren(...(err instanceof Node ? [err] : [String(err?.message ?? err)]));
+}
+
+export function clearError() {
+  const box = $('#error');
+  if (box) box.hidden = true;
+}
+
+export const dashboardFor = (role) =>
+  ({ super_admin: 'admin', admin: 'admin', teacher: 'teacher', student: 'student', parent: 'parent' })[role];
+
+// start signs in as ?user=, checks that the user's role fits this
+// dashboard, and connects the realtime client. It resolves to
+// {me, api, rt, userId}, or throws after showing why not.
+export async function start(roles) {
+  const userId = params.get('user');
+  if (!userId || !/^[0-9]{1,18}$/.test(userId)) {
+    showError(el('span', {}, 'No user chosen. ', el('a', { href: './', text: 'Pick someone to sign in as' }), '.'));
+    throw new Error('no user');
+  }
+  const s = session(userId);
+  let me;
+  try {
+    me = await s.api('me');
+  } catch (err) {
+    showError(err.status === 404 ? `User ${userId} is not in the school.` : err);
+    throw err;
+  }
+  const who = $('#who');
+  if (who) who.textContent = `${me.name}`;
+  const sub = $('#who-role');
+  if (sub) sub.textContent = `${me.role.replace('_', ' ')} · user ${me.id}`;
+  document.title = `${me.name} · ${document.title}`;
+  if (!roles.includes(me.role)) {
+    const d = dashboardFor(me.role);
+    showError(el('span', {}, `${me.name} is a ${me.role.replace('_', ' ')}: `,
+      el('a', { href: `${d}.html?user=${me.id}`, text: `open the ${d} dashboard` }), '.'));
+    throw new Error('wrong dashboard');
+  }
+  const rt = createRealtime({
+    getToken: s.getToken,
+    onError: (e) => console.warn('realtime:', e.code, e.message ?? ''),
+    onRevoked: (ch, reason) => console.warn('realtime: channel', ch, reason),
+  });
+  stateBadge(rt);
+  window.addEventListener('pagehide', () => rt.close());
+  return { me, api: s.api, rt, userId };
+}
+
+// stateBadge shows the client's connection state in the corner.
+export function stateBadge(rt) {
+  const badge = $('#state-badge');
+  const history = $('#state-history');
+  const show = (state) => {
+    badge.dataset.state = state;
+    badge.textContent = state;
+    badge.title = `realtime connection: ${state} since ${clock(Date.now())}`;
+    if (history) {
+      history.prepend(el('li', { 'data-state': state }, el('time', { text: clock(Date.now()) }), ' ', tag(stateTag[state], state)));
+      while (history.children.length > 12) history.lastChild.remove();
+    }
+  };
+  show(rt.state);
+  rt.onStateChange(show);
+}
+const stateTag = { live: 'present', connecting: 'draft', polling: 'late', offline: 'absent' };
+
+// ---------------------------------------------------------------------------
+// Keyed lists: rows are kept by key, so a row is never shown twice; rows
+// that appear after the first render get .is-new, rows whose data changed
+// .is-changed, for a few seconds.
+
+function mark(node, cls, ms) {
+  node.classList.add(cls);
+  setTimeout(() => node.classList.remove(cls), ms);
+}
+
+// keyedList(container, {key, render, empty}) returns update(items). render
+// builds one row's element from an item; empty is an element shown while
+// there are no items.
+export function keyedList(container, { key, render, empty }) {
+  let first = true;
+  return function update(items) {
+    const old = new Map();
+    for (const n of container.children) if (n.dataset.key) old.set(n.dataset.key, n);
+    const seen = new Set();
+    let prev = null;
+    for (const item of items) {
+      const k = String(key(item));
+      if (seen.has(k)) continue;
+      seen.add(k);
+      const sig = JSON.stringify(item);
+      let node = old.get(k);
+      if (!node || node.dataset.sig !== sig) {
+        const fresh = render(item);
+        fresh.dataset.key = k;
+        fresh.dataset.sig = sig;
+        if (!first) mark(fresh, node ? 'is-changed' : 'is-new', node ? 2000 : 3000);
+        if (node) node.replaceWith(fresh);
+        node = fresh;
+      }
+      const want = prev ? prev.nextSibling : container.firstChild;
+      if (want !== node) container.insertBefore(node, want);
+      prev = node;
+    }
+    for (const [k, n] of old) if (!seen.has(k)) n.remove();
+    if (empty) empty.hidden = seen.size > 0;
+    container.dataset.count = String(seen.size);
+    first = false;
+  };
+}
+
+// refetcher runs load at most once at a time: schedule() coalesces the
+// calls of a burst of events into one reload shortly after; a call during
+// a reload runs one more reload after it.
+export function refetcher(load, delay = 200) {
+  let timer = null;
+  let running = false;
+  let again = false;
+  async function run() {
+    timer = null;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      await load();
+      clearError();
+    } catch (err) {
+      showError(err);
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        schedule();
+      }
+    }
+  }
+  function schedule() {
+    timer ??= setTimeout(run, delay);
+  }
+  return { now: run, schedule };
+}
+
+// eventFeed keeps the latest events in an <ol>, newest first, one per
+// eventId.
+export function eventFeed(list, max = 30) {
+  const seen = new Set();
+  const total = $('#event-total');
+  let n = 0;
+  return function add(event, channels) {
+    if (seen.has(event.eventId)) return;
+    seen.add(event.eventId);
+    n++;
+    if (total) total.textContent = `${n} received`;
+    const id = event.data?.id ?? '';
+    const li = el('li', { testid: `event-${event.eventId}`, 'data-type': event.eventType },
+      el('time', { text: clock(event.timestamp) }),
+      el('div', {},
+        el('code', { text: event.eventType }), ` ${event.table} ${id}`,
+        event.data?.status ? [' ', tag(event.data.status)] : null,
+        event.data?.progress !== undefined && event.operation === 'UPDATE' ? ` ${event.data.progress}%` : null,
+        el('div', { class: 'ch', text: channels.join(' ') })));
+    list.prepend(li);
+    mark(li, 'is-new', 3000);
+    while (list.children.length > max) {
+      seen.delete(list.lastChild.dataset.testid?.slice(6));
+      list.lastChild.remove();
+    }
+  };
+}
+
+// Subscriptions kept in step with a set of channels that changes with the
+// data (the teacher's published exams): one subscription per channel.
+export function channelSet(rt, onEvent, opts) {
+  const subs = new Map();
+  return function sync(channels) {
+    const want = new Set(channels);
+    for (const [c, unsub] of subs) {
+      if (!want.has(c)) {
+        unsub();
+        subs.delete(c);
+      }
+    }
+    for (const c of want) if (!subs.has(c)) subs.set(c, rt.subscribe([c], onEvent, opts));
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Cards every dashboard has.
+
+// liveAnnouncements renders the caller's announcements into
+// #announcement-list and refetches them on announcement.* events of
+// channels (other events of those channels are ignored).
+export function liveAnnouncements({ api, rt, channels, feed }) {
+  const update = keyedList($('#announcement-list'), {
+    key: (a) => a.id,
+    empty: $('#announcement-empty'),
+    render: (a) => el('li', { testid: `announcement-${a.id}`, id: `announcement-${a.id}`, class: a.isPinned ? 'pin' : '' },
+      el('span', { text: a.title }), ' ',
+      el('small', { class: 'muted', text: `${a.targetRole ? `to ${a.targetRole}s` : 'to everyone'} · ${shortTime(a.createdAt)}` })),
+  });
+  const r = refetcher(async () => update((await api('announcements')).announcements));
+  rt.subscribe(channels, (e, ch) => {
+    if (!e.eventType.startsWith('announcement.')) return;
+    feed?.(e, ch);
+    r.schedule();
+  }, { onReset: r.schedule });
+  return r;
+}
+
+// liveNotifications renders the caller's notifications into
+// #notification-list from GET /demo/api/me, again on events of user:{id}.
+export function liveNotifications({ api, rt, me, feed }) {
+  const list = $('#notification-list');
+  const unread = $('#notification-unread');
+  const update = keyedList(list, {
+    key: (n) => n.id,
+    empty: $('#notification-empty'),
+    render: (n) => el('li', { testid: `notification-${n.id}`, id: `notification-${n.id}`, class: n.isRead ? '' : 'unread' },
+      n.title, ' ', el('small', { text: shortTime(n.createdAt) })),
+  });
+  const show = (m) => {
+    update(m.notifications);
+    if (unread) unread.textContent = `${m.unread} unread`;
+  };
+  show(me);
+  const r = refetcher(async () => show(await api('me')));
+  rt.subscribe([`user:${me.id}`], (e, ch) => {
+    feed?.(e, ch);
+    r.schedule();
+  }, { onReset: r.schedule });
+  return r;
+}

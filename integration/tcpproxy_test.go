@@ -1,0 +1,261 @@
+package integration
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpProxy forwards TCP connections from a listener on 127.0.0.1 to a
+// target address, so that a test can break the network between
+// cdc-broadcaster and PostgreSQL: Cut drops every connection that goes
+// through it (both ends, at once, as a failed link would), and Refuse
+// turns new connections away for a while (accepted and reset at once, as
+// a host that is down behind a load balancer would).
+type tcpProxy struct {
+	t      testing.TB
+	ln     net.Listener
+	target string
+
+	accepted atomic.Int64 // connections forwarded
+	refused  atomic.Int64 // connections turned away by Refuse
+	cut      atomic.Int64 // connections dropped by Cut
+
+	mu          sync.Mutex // guards the fields below
+	conns       map[*proxyPair]struct{}
+	refuseUntil time.Time
+	closed      bool
+
+	wg sync.WaitGroup // the accept loop and every pair's copiers
+}
+
+// proxyPair is one forwarded connection: the client's end and ours to the
+// target.
+type proxyPair struct {
+	client, server net.Conn
+	once           sync.Once
+}
+
+// close drops both ends; a reset on the client's end, like a broken link.
+func (p *proxyPair) close() {
+	p.once.Do(func() {
+		if tc, ok := p.client.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = p.client.Close()
+		_ = p.server.Close()
+	})
+}
+
+// startTCPProxy listens on 127.0.0.1:0 and forwards every connection to
+// target. It is closed, with every connection through it, when the test
+// ends.
+func startTCPProxy(t testing.TB, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy: listen: %v", err)
+	}
+	p := &tcpProxy{t: t, ln: ln, target: target, conns: make(map[*proxyPair]struct{})}
+	p.wg.Add(1)
+	go p.acceptLoop()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr is the proxy's listen address, host:port.
+func (p *tcpProxy) Addr() string { return p.ln.Addr().String() }
+
+// Port is the proxy's listen port.
+func (p *tcpProxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *tcpProxy) acceptLoop() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // EMFILE and the like: try again
+			continue
+		}
+		p.mu.Lock()
+		refuse := time.Now().Before(p.refuseUntil) || p.closed
+		p.mu.Unlock()
+		if refuse {
+			p.refused.Add(1)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go p.forward(c)
+	}
+}
+
+// forward dials the target for client c and copies both ways until either
+// side ends or Cut drops the pair.
+func (p *tcpProxy) forward(c net.Conn) {
+	defer p.wg.Done()
+	s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	pair := &proxyPair{client: c, server: s}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		pair.close()
+		return
+	}
+	p.conns[pair] = struct{}{}
+	p.mu.Unlock()
+	p.accepted.Add(1)
+
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(s, c)
+	go cp(c, s)
+	<-done // one direction ended: the connection is over
+	pair.close()
+	<-done
+	p.mu.Lock()
+	delete(p.conns, pair)
+	p.mu.Unlock()
+}
+
+// Cut drops every connection currently open through the proxy and
+// returns how many there were. New connections are still forwarded
+// (unless Refuse says otherwise).
+func (p *tcpProxy) Cut() int {
+	p.mu.Lock()
+	pairs := make([]*proxyPair, 0, len(p.conns))
+	for pair := range p.conns {
+		pairs = append(pairs, pair)
+	}
+	p.mu.Unlock()
+	for _, pair := range pairs {
+		pair.close()
+	}
+	p.cut.Add(int64(len(pairs)))
+	return len(pairs)
+}
+
+// Refuse turns away every new connection for d from now (0 ends a refusal
+// at once).
+func (p *tcpProxy) Refuse(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuseUntil = time.Now().Add(d)
+}
+
+// CutAndRefuse refuses new connections for d, then cuts the open ones, so
+// that nothing reconnects in between; it returns how many were cut.
+func (p *tcpProxy) CutAndRefuse(d time.Duration) int {
+	p.Refuse(d)
+	return p.Cut()
+}
+
+// Open returns how many connections are open through the proxy.
+func (p *tcpProxy) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// Close stops listening, drops every connection and waits for the proxy's
+// goroutines. Safe to call twice.
+func (p *tcpProxy) Close() {
+	p.mu.Lock()
+	already := p.closed
+	p.closed = true
+	p.mu.Unlock()
+	if already {
+		return
+	}
+	_ = p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
+
+// TestTCPProxy checks the proxy itself against a local echo server:
+// bytes go both ways, Cut drops open connections, Refuse turns new ones
+// away for its duration only.
+func TestTCPProxy(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	p := startTCPProxy(t, echo.Addr().String())
+
+	roundTrip := func(c net.Conn) error {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return err
+		}
+		if string(b) != "ping" {
+			return errors.New("echo mismatch: " + string(b))
+		}
+		return nil
+	}
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := roundTrip(c); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	if n := p.Cut(); n != 1 {
+		t.Fatalf("Cut dropped %d connections, want 1", n)
+	}
+	if err := roundTrip(c); err == nil {
+		t.Fatal("a cut connection still carried data")
+	}
+
+	p.Refuse(300 * time.Millisecond)
+	r, err := net.Dial("tcp", p.Addr())
+	if err == nil {
+		if roundTrip(r) == nil {
+			t.Fatal("a connection made while refusing carried data")
+		}
+		r.Close()
+	}
+	time.Sleep(350 * time.Millisecond)
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := roundTrip(c2); err != nil {
+		t.Fatalf("after the refusal: %v", err)
+	}
+	if p.refused.Load() != 1 || p.accepted.Load() != 2 {
+		t.Fatalf("refused %d, accepted %d; want 1 and 2", p.refused.Load(), p.accepted.Load())
+	}
+}
