@@ -42,6 +42,9 @@ type Source struct {
 	Heartbeat time.Duration `mapstructure:"heartbeat"`
 	// StatusInterval is how often standby status is sent. Default 10s.
 	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// MaxRetainedWAL is how many bytes of WAL the slot may hold back before
+	// a warning is logged and the over-threshold gauge is set. Default 1 GiB.
+	MaxRetainedWAL int64 `mapstructure:"max_retained_wal"`
 }
 
 // Server configures the HTTP and WebSocket listener.

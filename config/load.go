@@ -52,6 +52,7 @@ var defaults = map[string]any{
 	"limits.max_frame_bytes":                   65536,
 	"limits.max_messages_per_second":           50,
 	"limits.send_queue":                        1024,
+	"source.max_retained_wal":                  int64(1 << 30),
 	"limits.stall_timeout":                     5 * time.Second,
 
 	"audit.log":  "stdout",
@@ -966,6 +967,7 @@ func (v *validator) ranges() {
 		{"limits.max_frame_bytes", c.Limits.MaxFrameBytes},
 		{"limits.max_messages_per_second", c.Limits.MaxMessagesPerSecond},
 		{"limits.send_queue", c.Limits.SendQueue},
+		{"source.max_retained_wal", int(c.Source.MaxRetainedWAL)},
 	}
 	for _, i := range ints {
 		if i.n < 0 {

@@ -152,7 +152,7 @@ func TestParseSample(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	want := Config{
 		Source: Source{Slot: "cdc_broadcaster", Publication: "cdc_broadcaster", Create: true,
-			Heartbeat: 30 * time.Second, StatusInterval: 10 * time.Second},
+			Heartbeat: 30 * time.Second, StatusInterval: 10 * time.Second, MaxRetainedWAL: 1 << 30},
 		Server: Server{Listen: ":8080", DrainTimeout: 10 * time.Second},
 		Auth: Auth{
 			JWT: JWT{Algorithms: []string{"HS256"}, Leeway: 30 * time.Second,

@@ -161,8 +161,20 @@ func (m *Memory) Confirmable() broadcaster.LSN {
 func (m *Memory) SinceTime(t time.Time) (broadcaster.Cursor, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if !m.floor.IsZero() && !m.floorTime.Before(t) {
-		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+	if !m.floor.IsZero() {
+		floorTime := m.floorTime
+		if floorTime.IsZero() {
+			// A rebuilt log (Options.Floor) does not know when the events
+			// before its floor were committed: only times after its first
+			// event are known to be whole.
+			if m.n == 0 {
+				return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+			}
+			floorTime = m.at(0).Timestamp
+		}
+		if !floorTime.Before(t) {
+			return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+		}
 	}
 	if m.n == 0 {
 		return m.head, nil

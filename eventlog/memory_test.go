@@ -214,11 +214,18 @@ func TestMemoryFloorAfterRestart(t *testing.T) {
 	if _, _, err := m.Since(m.Head(), 0); err != nil {
 		t.Fatalf("since the head of a rebuilt log: %v", err)
 	}
-	if c, err := m.SinceTime(time.Now()); err != nil || c != m.Head() {
-		t.Fatalf("SinceTime on an empty rebuilt log: %v, %v", c, err)
+	if _, err := m.SinceTime(time.Now()); !errors.Is(err, ErrExpired) {
+		t.Fatalf("SinceTime on an empty rebuilt log: %v, want expired (the times before the floor are unknown)", err)
 	}
-	m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(100, 1, time.Now())}})
+	first := time.Now()
+	m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(100, 1, first)}})
 	if m.Len() != 1 {
 		t.Fatal("the first rebuilt event was taken for a replay")
+	}
+	if _, err := m.SinceTime(first); !errors.Is(err, ErrExpired) {
+		t.Fatalf("SinceTime at the first rebuilt event's time: %v, want expired", err)
+	}
+	if c, err := m.SinceTime(first.Add(time.Millisecond)); err != nil || c != (broadcaster.Cursor{LSN: 100, Pos: 1}) {
+		t.Fatalf("SinceTime after the first rebuilt event: %v, %v", c, err)
 	}
 }

@@ -17,7 +17,6 @@ import (
 // turns new connections away for a while (accepted and reset at once, as
 // a host that is down behind a load balancer would).
 type tcpProxy struct {
-	t      testing.TB
 	ln     net.Listener
 	target string
 
@@ -60,7 +59,7 @@ func startTCPProxy(t testing.TB, target string) *tcpProxy {
 	if err != nil {
 		t.Fatalf("proxy: listen: %v", err)
 	}
-	p := &tcpProxy{t: t, ln: ln, target: target, conns: make(map[*proxyPair]struct{})}
+	p := &tcpProxy{ln: ln, target: target, conns: make(map[*proxyPair]struct{})}
 	p.wg.Add(1)
 	go p.acceptLoop()
 	t.Cleanup(p.Close)

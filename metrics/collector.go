@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -179,6 +180,6 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-func unixSeconds(t interface{ UnixNano() int64 }) float64 {
+func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
 }

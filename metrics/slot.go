@@ -178,7 +178,7 @@ func (m *SlotMonitor) Poll(ctx context.Context) error {
 	defer cancel()
 	s, err := m.query(ctx)
 	if err != nil {
-		if ctx.Err() == nil || ctx.Err() == context.DeadlineExceeded {
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			m.failed(err)
 		}
 		return err

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# demo.sh (`make demo`): the broadcaster on a live, simulated school.
+# demo.sh (`make demo`): the broadcaster on a live, simulated school, with
+# the live dashboards at http://localhost:8080/demo/.
 #
 # On a Debian machine with Go, as root or as a user with sudo: installs
 # PostgreSQL if missing, builds bin/cdc-broadcaster and bin/school-sim,
 # starts a throwaway cluster in a temporary directory, loads the example
 # school (migrations/), then runs
 #   cdc-broadcaster check            once, to show the config fits the schema
-#   cdc-broadcaster serve            in the background (log in the temp dir)
+#   cdc-broadcaster serve            in the background, with server.demo on:
+#                                    the dashboards at /demo/ (log in the temp dir)
 #   cdc-broadcaster tail             in the foreground: one line per event
 #   school-sim                       in the background (log in the temp dir)
 # Ctrl-C stops everything, stops the cluster and deletes the temp dir.
 #
+# server.demo mints a token for anyone who asks: the demo listens on
+# 127.0.0.1 only, unless DEMO_HOST says otherwise.
+#
 # Environment:
+#   DEMO_PORT=N       port of serve and the dashboards (default 8080; the
+#                     demo stops at once when it is taken)
+#   DEMO_HOST=H       address to listen on (default 127.0.0.1; 0.0.0.0 to
+#                     open the dashboards from another machine)
 #   DEMO_DURATION=N   stop by itself after N seconds (a smoke test)
 #   DEMO_RATE=R       simulated changes per second (default 2)
 #   DEMO_KEEP=1       keep the temp dir (logs) after stopping
@@ -25,6 +34,8 @@ source "$ROOT/scripts/pg.sh"
 DEMO_DURATION=${DEMO_DURATION:-}
 DEMO_RATE=${DEMO_RATE:-2}
 DEMO_KEEP=${DEMO_KEEP:-}
+DEMO_PORT=${DEMO_PORT:-8080}
+DEMO_HOST=${DEMO_HOST:-127.0.0.1}
 
 say() { echo "demo: $*" >&2; }
 die() {
@@ -35,7 +46,18 @@ die() {
 if [ -n "$DEMO_DURATION" ] && ! [[ "$DEMO_DURATION" =~ ^[0-9]+$ ]]; then
 	die "DEMO_DURATION=$DEMO_DURATION: want a whole number of seconds"
 fi
+if ! [[ "$DEMO_PORT" =~ ^[0-9]+$ ]] || [ "$DEMO_PORT" -lt 1 ] || [ "$DEMO_PORT" -gt 65535 ]; then
+	die "DEMO_PORT=$DEMO_PORT: want a port number"
+fi
 command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/doc/install)"
+
+# port_busy PORT: something already accepts connections on it.
+port_busy() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+if port_busy "$DEMO_PORT"; then
+	die "port $DEMO_PORT is already in use (see: ss -ltnp 'sport = :$DEMO_PORT'); stop that program or run with DEMO_PORT=<another port>"
+fi
 
 # -- Build ------------------------------------------------------------------
 say "building bin/cdc-broadcaster and bin/school-sim"
@@ -110,6 +132,9 @@ for f in 001_school_schema.sql 002_replication.sql 010_example_data.sql; do
 	say "applying migrations/$f"
 	pg_psql school -f "migrations/$f" >/dev/null
 done
+# The dashboards' data endpoints (demo/) also show people's names, which
+# 002_replication.sql keeps from the broadcaster's role.
+pg_psql school -c "GRANT SELECT (first_name, last_name) ON users TO cdc_broadcaster" >/dev/null
 DB_SIM="postgres://postgres@127.0.0.1:$PG_PORT/school"
 
 # -- Config -------------------------------------------------------------------
@@ -117,11 +142,22 @@ DB_SIM="postgres://postgres@127.0.0.1:$PG_PORT/school"
 # password: the throwaway cluster trusts loopback connections.
 CONFIG="$TMP/config.yaml"
 DB_CDC="postgres://cdc_broadcaster@127.0.0.1:$PG_PORT/school"
+# server.demo on; every connection comes from this machine, so the
+# per-IP connection limit is raised for reloads and many tabs.
+URL_HOST=localhost
+[ "$DEMO_HOST" = "127.0.0.1" ] || [ "$DEMO_HOST" = "0.0.0.0" ] || URL_HOST=$DEMO_HOST
+ORIGINS="[\"http://localhost:$DEMO_PORT\", \"http://127.0.0.1:$DEMO_PORT\", \"http://$URL_HOST:$DEMO_PORT\"]"
 sed -e "s|^  database_url: .*|  database_url: $DB_CDC|" \
 	-e 's|^  format: json |  format: text |' \
+	-e "s|^  listen: .*|  listen: \"$DEMO_HOST:$DEMO_PORT\"|" \
+	-e "s|^  allowed_origins: .*|  allowed_origins: $ORIGINS|" \
+	-e 's|^  demo: false |  demo: true |' \
+	-e 's|^  max_connections_per_ip_per_minute: .*|  max_connections_per_ip_per_minute: 600|' \
 	config.example.yaml >"$CONFIG"
-grep -q "^  database_url: $DB_CDC\$" "$CONFIG" || die "could not set source.database_url in $CONFIG"
-grep -q '^  format: text ' "$CONFIG" || die "could not set log.format in $CONFIG"
+for want in "  database_url: $DB_CDC" '  format: text ' "  listen: \"$DEMO_HOST:$DEMO_PORT\"" '  allowed_origins: [' \
+	'  demo: true ' '  max_connections_per_ip_per_minute: 600'; do
+	grep -qF "$want" "$CONFIG" || die "could not set \"$want\" in $CONFIG (config.example.yaml changed?)"
+done
 CDC_AUTH_JWT_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export CDC_AUTH_JWT_SECRET
 
@@ -148,6 +184,11 @@ wait_for_log() {
 SERVE_PID=$!
 PIDS+=("$SERVE_PID")
 wait_for_log "$TMP/serve.log" "msg=serving" "$SERVE_PID" || die "serve did not start"
+DEMO_URL="http://$URL_HOST:$DEMO_PORT/demo/"
+if command -v curl >/dev/null 2>&1; then
+	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DEMO_PORT/demo/api/people" || true)
+	[ "$code" = 200 ] || die "serve answers $code on /demo/api/people (is server.demo wired in serve?); see $TMP/serve.log"
+fi
 
 # format_events turns tail's JSON lines into "eventType table channels userId"
 # columns, with jq when there is one.
@@ -177,9 +218,11 @@ demo: running
   tail           pid $TAIL_PID, events below (its log $TMP/tail.log)
   school-sim     pid $SIM_PID, $DEMO_RATE changes/s, log $TMP/sim.log
   config         $CONFIG (CDC_AUTH_JWT_SECRET is a random dev secret)
-  The live dashboards at http://localhost:8080/demo/ arrive with the
-  WebSocket gateway (a later issue); for now, watch the events here.
   $([ -n "$DEMO_DURATION" ] && echo "Stopping by itself after $DEMO_DURATION s; " || true)Ctrl-C stops everything and deletes $TMP.
+
+  Open $DEMO_URL
+  and pick someone: a teacher and a student of the same class side by
+  side show it best. The events follow here.
 
 EOF
 

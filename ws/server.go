@@ -352,6 +352,7 @@ func (s *Server) register(c *conn, claims *acl.Claims) bool {
 
 	s.stats.active.Add(1)
 	s.stats.total.Add(1)
+	s.stats.open(roleLabel(claims))
 	s.stats.role("", roleLabel(claims))
 	s.audit.connect(c, claims.UserID, claims.Role)
 	return true

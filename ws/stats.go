@@ -14,6 +14,8 @@ type Stats struct {
 	ConnectionsTotal uint64
 	// ByRole counts the active connections by their token's role.
 	ByRole map[string]int64
+	// OpenedByRole counts connections ever authenticated, by role.
+	OpenedByRole map[string]uint64
 	// Subscriptions counts the channel subscriptions of open connections.
 	Subscriptions int64
 	// EventsDelivered counts event frames written to clients.
@@ -59,14 +61,15 @@ type counters struct {
 	authFailures atomic.Uint64
 	revocations  atomic.Uint64
 
-	mu     sync.Mutex // protects byRole, closes and syncs
+	mu     sync.Mutex // protects byRole, opened, closes and syncs
 	byRole map[string]int64
+	opened map[string]uint64
 	closes map[int]uint64
 	syncs  map[string]uint64
 }
 
 func newCounters() *counters {
-	return &counters{byRole: make(map[string]int64), closes: make(map[int]uint64), syncs: make(map[string]uint64)}
+	return &counters{byRole: make(map[string]int64), opened: make(map[string]uint64), closes: make(map[int]uint64), syncs: make(map[string]uint64)}
 }
 
 // role moves one active connection from role from to role to; "" is none.
@@ -84,6 +87,13 @@ func (s *counters) role(from, to string) {
 	if to != "" {
 		s.byRole[to]++
 	}
+}
+
+// open counts a newly authenticated connection of role.
+func (s *counters) open(role string) {
+	s.mu.Lock()
+	s.opened[role]++
+	s.mu.Unlock()
 }
 
 func (s *counters) closed(code int) {
@@ -114,6 +124,7 @@ func (s *counters) snapshot() Stats {
 	}
 	s.mu.Lock()
 	st.ByRole = maps.Clone(s.byRole)
+	st.OpenedByRole = maps.Clone(s.opened)
 	st.ClosesByCode = maps.Clone(s.closes)
 	st.SyncRequests = maps.Clone(s.syncs)
 	s.mu.Unlock()

@@ -141,6 +141,7 @@ func gatewayStats(s ws.Stats) metrics.GatewayStats {
 		ConnectionsActive:  s.ConnectionsActive,
 		ConnectionsOpened:  s.ConnectionsTotal,
 		ActiveByRole:       s.ByRole,
+		OpenedByRole:       s.OpenedByRole,
 		Subscriptions:      s.Subscriptions,
 		EventsDelivered:    s.EventsDelivered,
 		BytesSent:          s.BytesSent,

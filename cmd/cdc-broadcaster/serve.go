@@ -42,6 +42,11 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := c.main.newLogger(cfg.Log)
+	obs, err := newObserver(cfg, log, uint64(cfg.Source.MaxRetainedWAL))
+	if err != nil {
+		return &configError{err}
+	}
+	defer obs.close()
 
 	sink := &tracingLog{log: log}
 	mapper, resumeAt, err := c.prepare(ctx, cfg, sink, log)
@@ -55,7 +60,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		floor = broadcaster.Cursor{LSN: resumeAt - 1}
 	}
 	evlog := eventlog.NewMemory(eventlog.Options{MaxEvents: cfg.Retention.MaxEvents, MaxAge: cfg.Retention.MaxAge, Floor: floor})
-	sink.Log = evlog
+	sink.Log = obs.countEvents(evlog)
 
 	verifier, err := acl.NewVerifier(ctx, cfg.Auth.JWT, acl.VerifierOptions{Logger: log})
 	if err != nil {
@@ -67,7 +72,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer readPool.Close()
-	rules, err := acl.NewRules(cfg.Channels, cfg.Auth, readPool, acl.RulesOptions{Logger: log})
+	rules, err := acl.NewRules(cfg.Channels, cfg.Auth, readPool, acl.RulesOptions{Logger: log, ObserveSQL: obs.metrics.ObserveSQL})
 	if err != nil {
 		return &configError{err}
 	}
@@ -102,19 +107,21 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 			}
 			return true, ""
 		},
-		Audit:        audit,
-		Logger:       log,
-		StallTimeout: cfg.Limits.StallTimeout,
+		Audit:           audit,
+		Logger:          log,
+		StallTimeout:    cfg.Limits.StallTimeout,
+		ObserveDelivery: obs.metrics.ObserveDelivery,
 	})
 	if err != nil {
 		return &configError{err}
 	}
+	obs.start(stream, gateway, rules, evlog, verifier)
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 	}
 	httpServer := &http.Server{
-		Handler:           gateway.Handler(),
+		Handler:           obs.handler(gateway.Handler()),
 		ConnContext:       ws.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -210,6 +217,10 @@ func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink bro
 	slot, err := cdc.LookupSlot(ctx, conn, cfg.Source.Slot)
 	if err != nil {
 		return nil, 0, err
+	}
+	if created := plan.CreatesSlot(); created && slot != nil {
+		// A new slot: nothing came before it, so there is no floor.
+		return mapper, 0, nil
 	}
 	if slot == nil {
 		return nil, 0, fmt.Errorf("replication slot %q is missing", cfg.Source.Slot)
