@@ -89,6 +89,23 @@ ensure_node() {
 	fi
 }
 
+# ensure_promtool makes sure promtool exists (docs/docs_test.go checks
+# docs/alerts.yaml with `promtool check rules`). Debian's prometheus package
+# ships it; installing it may also start a Prometheus service, which the
+# tests do not use.
+ensure_promtool() {
+	if command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ]; then
+		return 0
+	fi
+	apt_install prometheus
+	if ! command -v promtool >/dev/null 2>&1 && [ ! -x /usr/bin/promtool ]; then
+		log "promtool still missing after installing prometheus"
+		return 1
+	fi
+	log "promtool: $(command -v promtool || echo /usr/bin/promtool)"
+}
+
 ensure_postgres
 ensure_staticcheck
 ensure_node
+ensure_promtool

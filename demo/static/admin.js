@@ -11,10 +11,11 @@ const TABLES = [
   'attendance', 'report_cards', 'subjects', 'academic_terms', 'vacancies', 'applications', 'uploads',
 ];
 
+// The school's counts, in this order.
 const COUNT_LABELS = {
-  users: 'users', teachers: 'teachers', students: 'students', parents: 'parents', classes: 'classes',
-  exams: 'exams', examsPublished: 'exams published', examSessions: 'exam sittings',
-  sittingsInProgress: 'sitting now', examResults: 'results', attendance: 'attendance marks',
+  users: 'users', students: 'students', teachers: 'teachers', parents: 'parents', classes: 'classes',
+  exams: 'exams', examsPublished: 'exams published', sittingsInProgress: 'sitting now',
+  examSessions: 'exam sittings', examResults: 'results', attendance: 'attendance marks',
   reportCards: 'report cards', announcements: 'announcements',
 };
 
@@ -55,7 +56,9 @@ async function main() {
   // Events by type, counted since the page opened.
   const byType = new Map();
   const typeCounters = keyedList($('#event-counters'), {
-    key: (c) => c.type, render: (c) => counter(`counter-${c.type}`, c.n, c.type),
+    key: (c) => c.type, empty: $('#event-counters-empty'),
+    render: (c) => el('li', { testid: `counter-${c.type}`, id: `counter-${c.type}`, 'data-count': c.n },
+      el('code', { text: c.type }), el('b', { text: c.n })),
   });
   const count = (e) => {
     byType.set(e.eventType, (byType.get(e.eventType) ?? 0) + 1);
@@ -64,7 +67,9 @@ async function main() {
 
   const reload = refetcher(async () => {
     const v = await api('admin');
-    counts(Object.entries(v.counts).map(([key, value]) => ({ key, value })));
+    const known = Object.keys(COUNT_LABELS).filter((k) => k in v.counts);
+    const rest = Object.keys(v.counts).filter((k) => !(k in COUNT_LABELS)).sort();
+    counts([...known, ...rest].map((key) => ({ key, value: v.counts[key] })));
     users(v.users);
     students(v.students);
     exams(v.exams);

@@ -179,7 +179,7 @@ export function stateBadge(rt) {
     badge.textContent = state;
     badge.title = `realtime connection: ${state} since ${clock(Date.now())}`;
     if (history) {
-      history.prepend(el('li', { 'data-state': state }, el('time', { text: clock(Date.now()) }), ' ', tag(stateTag[state], state)));
+      history.prepend(el('li', { 'data-state': state }, el('time', { text: clock(Date.now()) }), el('div', {}, tag(stateTag[state], state))));
       while (history.children.length > 12) history.lastChild.remove();
     }
   };
