@@ -187,7 +187,7 @@ wait_for_log "$TMP/serve.log" "msg=serving" "$SERVE_PID" || die "serve did not s
 DEMO_URL="http://$URL_HOST:$DEMO_PORT/demo/"
 if command -v curl >/dev/null 2>&1; then
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DEMO_PORT/demo/api/people" || true)
-	[ "$code" = 200 ] || die "serve answers $code on /demo/api/people (is server.demo wired in serve?); see $TMP/serve.log"
+	[ "$code" = 200 ] || die "serve answers $code on /demo/api/people: is server.demo wired in cmd/cdc-broadcaster/serve.go (demo/README.md)? DEMO_KEEP=1 keeps its log"
 fi
 
 # format_events turns tail's JSON lines into "eventType table channels userId"

@@ -19,6 +19,7 @@ import (
 	"github.com/treasure-home/cdc-broadcaster/acl"
 	"github.com/treasure-home/cdc-broadcaster/cdc"
 	"github.com/treasure-home/cdc-broadcaster/config"
+	"github.com/treasure-home/cdc-broadcaster/demo"
 	"github.com/treasure-home/cdc-broadcaster/eventlog"
 	"github.com/treasure-home/cdc-broadcaster/mapping"
 	"github.com/treasure-home/cdc-broadcaster/ws"
@@ -120,8 +121,19 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 	}
+	var handler http.Handler = gateway.Handler()
+	if cfg.Server.Demo {
+		log.Warn("server.demo is on: /demo/ mints a token for any user of the database; never in production")
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.Handle(demo.Prefix, demo.Handler(demo.Options{
+			JWT: cfg.Auth.JWT, Verifier: verifier, DB: readPool,
+			AdminRoles: cfg.Auth.AdminRoles, Logger: log,
+		}))
+		handler = mux
+	}
 	httpServer := &http.Server{
-		Handler:           obs.handler(gateway.Handler()),
+		Handler:           obs.handler(handler),
 		ConnContext:       ws.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -167,6 +167,8 @@ export async function start(roles) {
   });
   stateBadge(rt);
   window.addEventListener('pagehide', () => rt.close());
+  // Back to a page from the back-forward cache: its client was closed.
+  window.addEventListener('pageshow', (e) => e.persisted && location.reload());
   return { me, api: s.api, rt, userId };
 }
 

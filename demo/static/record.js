@@ -7,8 +7,8 @@ function card(title, testid, head, empty, extra) {
   const body = el('tbody', { testid, id: testid });
   const none = el('p', { class: 'empty', text: empty });
   const section = el('section', { class: 'card' },
-    el('h2', {}, title, extra ?? null), none,
-    el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, el('tr', {}, ...head)), body)));
+    el('h2', {}, title, extra ?? null),
+    el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, el('tr', {}, ...head)), body)), none);
   return { section, body, none };
 }
 
@@ -32,7 +32,7 @@ export function studentPanel({ api, rt, feed, studentId, root, onLoad }) {
       key: (r) => r.id, empty: results.none,
       render: (r) => el('tr', { testid: `result-${r.id}`, id: `result-${r.id}`, 'data-grade': r.grade },
         el('td', { text: r.examTitle }), el('td', { text: r.subject }),
-        el('td', { class: 'num', text: `${fmtScore(r.score)} / ${fmtScore(r.total)}` }), el('td', {}, el('b', { text: r.grade }))),
+        el('td', { class: 'num nowrap', text: `${fmtScore(r.score)} / ${fmtScore(r.total)}` }), el('td', {}, el('b', { text: r.grade }))),
     }),
     sittings: keyedList(sittings.body, {
       key: (x) => x.id, empty: sittings.none,
@@ -47,7 +47,7 @@ export function studentPanel({ api, rt, feed, studentId, root, onLoad }) {
     cards: keyedList(cards.body, {
       key: (c) => c.id, empty: cards.none,
       render: (c) => el('tr', { testid: `reportcard-${c.id}`, id: `reportcard-${c.id}`, 'data-status': c.status },
-        el('td', { text: c.term }), el('td', { text: c.className }), el('td', {}, tag(c.status)),
+        el('td', { text: c.term }), el('td', { class: 'nowrap', text: c.className }), el('td', {}, tag(c.status)),
         el('td', { class: 'num', text: fmtScore(c.average) }), el('td', { class: 'num', text: c.position ?? '–' })),
     }),
   };

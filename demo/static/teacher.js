@@ -10,16 +10,16 @@ import {
 const sessionRow = (x) => el('tr', { testid: `exam-session-${x.id}`, id: `exam-session-${x.id}`, 'data-status': x.status },
   el('td', { text: x.studentName }),
   el('td', { text: x.examTitle, title: `exam ${x.examId}` }),
-  el('td', { text: x.className }),
+  el('td', { class: 'nowrap', text: x.className }),
   el('td', {}, tag(x.status)),
   el('td', {}, progressBar(x.progress)),
-  el('td', { class: 'num', text: x.grade ? `${fmtScore(x.score)} (${x.grade})` : '–' }),
+  el('td', { class: 'num nowrap', text: x.grade ? `${fmtScore(x.score)} (${x.grade})` : '–' }),
   el('td', { text: shortTime(x.startedAt) }));
 
 const examRow = (e) => el('tr', { testid: `exam-${e.id}`, id: `exam-${e.id}`, 'data-status': e.status },
   el('td', { text: e.id }),
   el('td', { text: e.title }),
-  el('td', { text: e.className }),
+  el('td', { class: 'nowrap', text: e.className }),
   el('td', {}, tag(e.status)),
   el('td', { class: 'num', text: `${e.submitted} / ${e.sittings}` }));
 
