@@ -16,22 +16,15 @@ var errProblemsFound = errors.New("problems found")
 
 // CheckCommand verifies the config against the live database.
 type CheckCommand struct {
-	main       *Main
-	configPath string
+	main *Main
 }
 
 // Run parses flags, checks, prints every problem and fails when there is one.
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
-	fs := c.main.newFlagSet("check")
-	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := c.main.loadConfig(c.configPath)
+	cfg, log, err := c.main.configured("check", args, true, nil, nil)
 	if err != nil {
 		return err
 	}
-	log := c.main.newLogger(cfg.Log)
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
 		return err

@@ -153,9 +153,29 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// loadConfig reads and validates the config file.
-func (m *Main) loadConfig(path string) (*config.Config, error) {
-	return m.loadConfigFor(path, true)
+// configured parses a command's flags (--config, and those flags adds),
+// runs check on them (usage errors before the config is read), then reads
+// and validates the config and builds the logger it asks for. needKeys is as
+// for loadConfigFor; flags and check may be nil.
+func (m *Main) configured(name string, args []string, needKeys bool, flags func(*flag.FlagSet), check func() error) (*config.Config, *slog.Logger, error) {
+	fs := m.newFlagSet(name)
+	path := fs.String("config", "config.yaml", "config file")
+	if flags != nil {
+		flags(fs)
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg, err := m.loadConfigFor(*path, needKeys)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, m.newLogger(cfg.Log), nil
 }
 
 // loadConfigFor reads and validates the config file. Commands that verify no

@@ -27,22 +27,15 @@ import (
 
 // ServeCommand runs the service: replication, mapping, event log, gateway.
 type ServeCommand struct {
-	main       *Main
-	configPath string
+	main *Main
 }
 
 // Run parses flags and serves until ctx ends or the stream fails for good.
 func (c *ServeCommand) Run(ctx context.Context, args []string) error {
-	fs := c.main.newFlagSet("serve")
-	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := c.main.loadConfig(c.configPath)
+	cfg, log, err := c.main.configured("serve", args, true, nil, nil)
 	if err != nil {
 		return err
 	}
-	log := c.main.newLogger(cfg.Log)
 	obs, err := newObserver(cfg, log, uint64(cfg.Source.MaxRetainedWAL))
 	if err != nil {
 		return &configError{err}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"github.com/treasure-home/cdc-broadcaster/cdc"
@@ -9,24 +10,18 @@ import (
 
 // SetupCommand prepares the database: publication, replica identities, slot.
 type SetupCommand struct {
-	main       *Main
-	configPath string
-	dryRun     bool
+	main   *Main
+	dryRun bool
 }
 
 // Run parses flags and plans, then prints or applies the plan.
 func (c *SetupCommand) Run(ctx context.Context, args []string) error {
-	fs := c.main.newFlagSet("setup")
-	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
-	fs.BoolVar(&c.dryRun, "dry-run", false, "print the SQL instead of running it")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := c.main.loadConfigFor(c.configPath, false)
+	cfg, log, err := c.main.configured("setup", args, false, func(fs *flag.FlagSet) {
+		fs.BoolVar(&c.dryRun, "dry-run", false, "print the SQL instead of running it")
+	}, nil)
 	if err != nil {
 		return err
 	}
-	log := c.main.newLogger(cfg.Log)
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"path"
@@ -15,28 +16,22 @@ import (
 
 // TailCommand prints mapped events as JSON lines from a temporary slot.
 type TailCommand struct {
-	main       *Main
-	configPath string
-	types      string
+	main  *Main
+	types string
 }
 
 // Run parses flags and tails until ctx ends.
 func (c *TailCommand) Run(ctx context.Context, args []string) error {
-	fs := c.main.newFlagSet("tail")
-	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
-	fs.StringVar(&c.types, "types", "", "comma-separated globs of event types to print (e.g. exam.*,user.created); default all")
-	if err := parseFlags(fs, args); err != nil {
+	var globs []string
+	cfg, log, err := c.main.configured("tail", args, false, func(fs *flag.FlagSet) {
+		fs.StringVar(&c.types, "types", "", "comma-separated globs of event types to print (e.g. exam.*,user.created); default all")
+	}, func() (err error) {
+		globs, err = parseGlobs(c.types)
 		return err
-	}
-	globs, err := parseGlobs(c.types)
+	})
 	if err != nil {
 		return err
 	}
-	cfg, err := c.main.loadConfigFor(c.configPath, false)
-	if err != nil {
-		return err
-	}
-	log := c.main.newLogger(cfg.Log)
 	out := &lineSink{w: bufio.NewWriter(c.main.Stdout), globs: globs}
 
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"time"
 
@@ -10,29 +11,26 @@ import (
 
 // TokenCommand mints a development JWT with the configured HMAC secret.
 type TokenCommand struct {
-	main       *Main
-	configPath string
-	sub, role  string
-	ttl        time.Duration
+	main      *Main
+	sub, role string
+	ttl       time.Duration
 }
 
 // Run parses flags and prints a token.
 func (c *TokenCommand) Run(_ context.Context, args []string) error {
-	fs := c.main.newFlagSet("token")
-	fs.StringVar(&c.configPath, "config", "config.yaml", "config file")
-	fs.StringVar(&c.sub, "sub", "", "user id (required)")
-	fs.StringVar(&c.role, "role", "", "role claim (e.g. teacher)")
-	fs.DurationVar(&c.ttl, "ttl", time.Hour, "lifetime")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if c.sub == "" {
-		return &usageError{"token: --sub is required"}
-	}
-	if c.ttl <= 0 {
-		return &usageError{"token: --ttl must be positive"}
-	}
-	cfg, err := c.main.loadConfig(c.configPath)
+	cfg, _, err := c.main.configured("token", args, true, func(fs *flag.FlagSet) {
+		fs.StringVar(&c.sub, "sub", "", "user id (required)")
+		fs.StringVar(&c.role, "role", "", "role claim (e.g. teacher)")
+		fs.DurationVar(&c.ttl, "ttl", time.Hour, "lifetime")
+	}, func() error {
+		switch {
+		case c.sub == "":
+			return &usageError{"token: --sub is required"}
+		case c.ttl <= 0:
+			return &usageError{"token: --ttl must be positive"}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
