@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -505,7 +506,9 @@ func (r *receiver) loop(ctx context.Context) error {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
 				if pkm.ReplyRequested {
-					nextStatus = time.Time{}
+					if err := r.replyKeepalive(broadcaster.LSN(pkm.ServerWALEnd)); err != nil {
+						return err
+					}
 				}
 				if end := uint64(pkm.ServerWALEnd); end > s.walEnd.Load() {
 					s.walEnd.Store(end)
@@ -524,8 +527,10 @@ func (r *receiver) loop(ctx context.Context) error {
 				}
 				r.progressed = true
 				s.lastData.Store(time.Now().UnixNano())
-				if end := uint64(xld.WALStart) + uint64(len(xld.WALData)); end > s.received.Load() {
-					s.received.Store(end)
+				// In logical replication WALStart is the LSN of the record
+				// the message comes from.
+				if at := uint64(xld.WALStart); at > s.received.Load() {
+					s.received.Store(at)
 				}
 				if err := r.handle(ctx, xld.WALData); err != nil {
 					return err
@@ -557,13 +562,45 @@ func (r *receiver) confirmable() broadcaster.LSN {
 
 func (r *receiver) sendStatus(ctx context.Context) error {
 	pos := r.confirmable()
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: pglogrepl.LSN(pos),
-	})
-	if err != nil {
-		return fmt.Errorf("send standby status: %w", err)
+	if err := sendStandbyStatus(r.conn, pos, pos); err != nil {
+		return err
 	}
 	r.s.confirmed.Store(uint64(pos))
+	return nil
+}
+
+// replyKeepalive answers a keepalive that asks for a reply. It reports the
+// server's sent position as written, and no flush position: it confirms
+// nothing. A walsender asked to stop (a fast shutdown of the server) waits
+// until its client's flush position, or its write position when the flush
+// is invalid, reaches what it sent; the slot is held behind that on purpose
+// (Config.Bound), so without this answer the server could not shut down
+// while the stream is connected. The periodic status keeps confirming.
+func (r *receiver) replyKeepalive(sent broadcaster.LSN) error {
+	return sendStandbyStatus(r.conn, sent, 0)
+}
+
+// sendStandbyStatus sends a Standby Status Update. pglogrepl's own replaces
+// a zero flush position with the write position; here zero stays zero,
+// which PostgreSQL reads as "no flush position".
+func sendStandbyStatus(conn *pgconn.PgConn, write, flush broadcaster.LSN) error {
+	const pgEpochOffset = 946684800 // seconds from 1970-01-01 to 2000-01-01
+	now := time.Now()
+	micros := (now.Unix()-pgEpochOffset)*1_000_000 + int64(now.Nanosecond()/1000)
+	data := make([]byte, 0, 34)
+	data = append(data, pglogrepl.StandbyStatusUpdateByteID)
+	data = binary.BigEndian.AppendUint64(data, uint64(write))
+	data = binary.BigEndian.AppendUint64(data, uint64(flush))
+	data = binary.BigEndian.AppendUint64(data, uint64(flush)) // applied
+	data = binary.BigEndian.AppendUint64(data, uint64(micros))
+	data = append(data, 0) // no reply requested
+	buf, err := (&pgproto3.CopyData{Data: data}).Encode(nil)
+	if err != nil {
+		return fmt.Errorf("encode standby status: %w", err)
+	}
+	if err := conn.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
 	return nil
 }
 

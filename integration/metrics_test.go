@@ -428,7 +428,7 @@ func checkStatsEndpoint(t *testing.T, g *gwServer, s scrape) {
 	}
 }
 
-// checkReadyzOutage stops PostgreSQL: /readyz turns 503 and the connected
+// checkReadyzOutage stops PostgreSQL (immediate mode): /readyz turns 503 and the connected
 // gauge 0 while /healthz stays 200; after the restart /readyz is 200
 // again, the gauge 1, and the reconnect counted.
 func checkReadyzOutage(t *testing.T, g *gwServer) {
@@ -458,7 +458,15 @@ func checkReadyzOutage(t *testing.T, g *gwServer) {
 	waitStatus("/readyz", http.StatusOK, gwWait)
 	reconnects := scrapeMetrics(t, g.addr).value(mReconnects)
 
-	PG.Stop(t)
+	// Not PG.Stop: a fast (or smart) shutdown waits for every logical
+	// walsender's client to confirm all WAL, and serve confirms only up to
+	// its oldest retained event, so the shutdown would wait until that
+	// event ages out of the log (retention.max_age). An immediate stop
+	// is a crash as far as the server can tell.
+	if err := PG.stop("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	PG.restartAtCleanup(t)
 	stopped := time.Now()
 	body := waitStatus("/readyz", http.StatusServiceUnavailable, 30*time.Second)
 	down := time.Since(stopped)
@@ -484,65 +492,112 @@ func checkReadyzOutage(t *testing.T, g *gwServer) {
 		down.Round(time.Millisecond), time.Since(started).Round(time.Millisecond), reconnects, s.value(mReconnects))
 }
 
-// TestMeasureServeMemory measures, for docs/operations.md ("Sizing"), the
-// Go heap that serve's event log takes per retained event and what one
-// WebSocket connection costs, from its own /metrics (serve runs with
-// GOGC=10, so that the heap in use is close to what is live). Set
-// CDC_MEASURE=1.
-func TestMeasureServeMemory(t *testing.T) {
+// TestMeasureServeCost measures, for docs/operations.md ("Sizing"), from
+// serve's own /metrics: the Go heap its event log takes per retained event
+// and what one WebSocket connection costs (serve run with GOGC=10, so that
+// the heap in use is close to what is live), then, in a second serve with
+// the default GOGC, the CPU time per event taken in and per event frame
+// sent. Set CDC_MEASURE=1.
+func TestMeasureServeCost(t *testing.T) {
 	if os.Getenv("CDC_MEASURE") != "1" {
 		t.Skip("set CDC_MEASURE=1 to measure")
 	}
-	const events, conns = 100000, 500
-	db := NewDB(t, WithExampleData())
+	const events, conns, fanout = 100000, 500, 200
+	insert := func(db *DB, n int, role string) {
+		db.Exec(t, fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP
+			INSERT INTO announcements (title, body, target_role) VALUES ('measure', 'measure', '%s'); COMMIT;
+		END LOOP; END $$`, n, role))
+	}
+	connect := func(addr string) []*gwClient {
+		clients := make([]*gwClient, 0, conns)
+		for i := range conns {
+			c := gwConnect(t, "m", "ws://"+addr+"/ws", gwViaHeader, gwUserToken(t, strconv.Itoa(i+1), "admin"))
+			c.mustSubscribe("role:admin", "school", "table:announcements")
+			clients = append(clients, c)
+		}
+		return clients
+	}
+
+	t.Run("memory", func(t *testing.T) {
+		db := NewDB(t, WithExampleData())
+		addr := startMeasureServe(t, db, []string{"GOGC=10"}, events)
+		type mem struct{ heap, rss, stacks, goroutines float64 }
+		measure := func() mem {
+			// Two scrapes a second apart: the second sees the heap after
+			// the collections the first one's garbage caused.
+			scrapeMetrics(t, addr)
+			time.Sleep(time.Second)
+			s := scrapeMetrics(t, addr)
+			return mem{s.value("go_memstats_heap_inuse_bytes"), s.value("process_resident_memory_bytes"),
+				s.value("go_memstats_stack_inuse_bytes"), s.value("go_goroutines")}
+		}
+		m0 := measure()
+		insert(db, events, "teacher")
+		waitScrape(t, addr, 5*time.Minute, fmt.Sprintf("%d events in the log", events), func(s scrape) bool {
+			return s.value(mLogEvents) >= events
+		})
+		m1 := measure()
+		clients := connect(addr)
+		m2 := measure()
+		for _, c := range clients {
+			c.close()
+		}
+		t.Logf("idle: RSS %.1f MiB, heap in use %.1f MiB", m0.rss/(1<<20), m0.heap/(1<<20))
+		t.Logf("event log: %d events (announcement.created, 2 channels, 3 payload fields): heap in use +%.1f MiB = %.0f bytes per event; RSS +%.1f MiB",
+			events, (m1.heap-m0.heap)/(1<<20), (m1.heap-m0.heap)/events, (m1.rss-m0.rss)/(1<<20))
+		t.Logf("connections: %d with 3 subscriptions each: heap in use +%.1f KiB, goroutine stacks +%.1f KiB, RSS +%.1f KiB per connection; %.1f goroutines per connection",
+			conns, (m2.heap-m1.heap)/conns/1024, (m2.stacks-m1.stacks)/conns/1024, (m2.rss-m1.rss)/conns/1024, (m2.goroutines-m1.goroutines)/conns)
+	})
+
+	t.Run("cpu", func(t *testing.T) {
+		db := NewDB(t, WithExampleData())
+		addr := startMeasureServe(t, db, nil, events)
+		cpu := func() float64 { return scrapeMetrics(t, addr).value("process_cpu_seconds_total") }
+		c0 := cpu()
+		start := time.Now()
+		insert(db, events, "teacher") // no client is subscribed to these
+		waitScrape(t, addr, 5*time.Minute, fmt.Sprintf("%d events in the log", events), func(s scrape) bool {
+			return s.value(mLogEvents) >= events
+		})
+		took := time.Since(start)
+		c1 := cpu()
+		clients := connect(addr)
+		c2 := cpu()
+		before := scrapeMetrics(t, addr).value(mDelivered)
+		start = time.Now()
+		insert(db, fanout, "admin")
+		waitScrape(t, addr, 2*time.Minute, "every frame sent", func(s scrape) bool {
+			return s.value(mDelivered)-before >= fanout*conns
+		})
+		sent := time.Since(start)
+		c3 := cpu()
+		for _, c := range clients {
+			c.close()
+		}
+		t.Logf("intake: %d events (single-row transactions) in %v: serve used %.2f CPU s = %.1f µs per event",
+			events, took.Round(time.Millisecond), c1-c0, (c1-c0)/events*1e6)
+		t.Logf("fan-out: %d events to %d connections = %d frames in %v: serve used %.2f CPU s = %.1f µs per frame (connecting them: %.2f CPU s)",
+			fanout, conns, fanout*conns, sent.Round(time.Millisecond), c3-c2, (c3-c2)/(fanout*conns)*1e6, c2-c1)
+	})
+}
+
+// startMeasureServe starts serve on db with env, retaining up to
+// maxEvents events for an hour, and returns its address.
+func startMeasureServe(t *testing.T, db *DB, env []string, maxEvents int) string {
+	t.Helper()
 	cfg := WriteConfig(t, db, map[string]any{
 		"source.slot":                              "s_" + db.Name,
 		"server.listen":                            "127.0.0.1:0",
 		"auth.jwt.secret":                          gwSecret,
-		"retention.max_events":                     events,
+		"retention.max_events":                     maxEvents,
 		"retention.max_age":                        "1h",
 		"limits.max_connections_per_ip_per_minute": 100000,
 	})
-	p := Start(t, []string{"GOGC=10"}, "serve", "--config", cfg)
+	p := Start(t, env, "serve", "--config", cfg)
 	p.WaitStderr(t, readinessMsg, readyTimeout)
 	m := servingListen.FindStringSubmatch(p.Stderr())
 	if m == nil {
 		t.Fatalf("serve logged no listen address:\n%s", p.Stderr())
 	}
-	addr := m[1]
-	heap := func() (inuse, rss, goroutines float64) {
-		// Two scrapes a second apart: the second sees the heap after the
-		// collections the first one's garbage caused.
-		scrapeMetrics(t, addr)
-		time.Sleep(time.Second)
-		s := scrapeMetrics(t, addr)
-		return s.value("go_memstats_heap_inuse_bytes"), s.value("process_resident_memory_bytes"), s.value("go_goroutines")
-	}
-	h0, r0, g0 := heap()
-
-	db.Exec(t, fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP
-		INSERT INTO announcements (title, body, target_role) VALUES ('measure', 'measure', 'teacher'); COMMIT;
-	END LOOP; END $$`, events))
-	waitScrape(t, addr, 5*time.Minute, fmt.Sprintf("%d events in the log", events), func(s scrape) bool {
-		return s.value(mLogEvents) >= events
-	})
-	h1, r1, g1 := heap()
-
-	wsURL := "ws://" + addr + "/ws"
-	clients := make([]*gwClient, 0, conns)
-	for i := range conns {
-		c := gwConnect(t, "m", wsURL, gwViaHeader, gwUserToken(t, strconv.Itoa(i+1), "teacher"))
-		c.mustSubscribe("role:teacher", "school", "table:announcements")
-		clients = append(clients, c)
-	}
-	h2, r2, g2 := heap()
-	for _, c := range clients {
-		c.close()
-	}
-	perEvent := (h1 - h0) / events
-	perConn := (h2 - h1) / conns
-	t.Logf("event log: %d events (announcement.created, 2 channels, 3 payload fields): heap in use +%.1f MiB = %.0f bytes per event; RSS +%.1f MiB; goroutines %v → %v",
-		events, (h1-h0)/(1<<20), perEvent, (r1-r0)/(1<<20), g0, g1)
-	t.Logf("connections: %d, 3 subscriptions each: heap in use +%.1f MiB = %.1f KiB per connection; RSS +%.1f MiB = %.1f KiB per connection; goroutines +%v = %.1f per connection",
-		conns, (h2-h1)/(1<<20), perConn/1024, (r2-r1)/(1<<20), (r2-r1)/conns/1024, g2-g1, (g2-g1)/conns)
+	return m[1]
 }

@@ -710,3 +710,29 @@ func TestMillionRowTransactionServe(t *testing.T) {
 		t.Fatalf("peak resident memory %d MiB, want at most 256 MiB", peak>>20)
 	}
 }
+
+// TestServerFastShutdownWithStreamConnected: the slot is held at the oldest
+// retained event, behind what the walsender sent; a fast shutdown of
+// PostgreSQL must still complete while serve is connected (the walsender
+// waits for its client to report the sent position), and serve must resume
+// after the server is back.
+func TestServerFastShutdownWithStreamConnected(t *testing.T) {
+	db, cfg := itemsDB(t, nil)
+	p := Start(t, nil, "serve", "--config", cfg)
+	p.WaitStderr(t, readinessMsg, readyTimeout)
+	for i := 1; i <= 5; i++ {
+		db.Exec(t, "INSERT INTO items (id) VALUES ($1)", i)
+	}
+	waitServed(t, p, 5)
+	start := time.Now()
+	PG.Stop(t)
+	stopped := time.Since(start)
+	PG.Start(t)
+	db.Pool.Reset()
+	t.Logf("fast shutdown with the stream connected took %v", stopped.Round(time.Millisecond))
+	if stopped > 20*time.Second {
+		t.Errorf("fast shutdown took %v: the walsender waited for the stream", stopped)
+	}
+	insertRetrying(t, db, 6)
+	waitServed(t, p, 6)
+}

@@ -105,7 +105,34 @@ ensure_promtool() {
 	log "promtool: $(command -v promtool || echo /usr/bin/promtool)"
 }
 
+# ensure_chromium makes sure Debian's Chromium exists at /usr/bin/chromium:
+# the browser tests (integration/browser_test.go, e2e/) drive it with
+# playwright-core, which downloads no browser of its own. A font for the
+# screenshots comes with it.
+ensure_chromium() {
+	if [ -x /usr/bin/chromium ]; then
+		return 0
+	fi
+	apt_install chromium fonts-dejavu-core
+	if [ ! -x /usr/bin/chromium ]; then
+		log "chromium still missing at /usr/bin/chromium after installing it"
+		return 1
+	fi
+	log "chromium: $(/usr/bin/chromium --version 2>/dev/null | tail -1)"
+}
+
+# ensure_e2e_node_modules installs e2e/'s locked dependencies (playwright-core,
+# pg) for the browser tests. Needs ensure_node first.
+ensure_e2e_node_modules() {
+	if [ ! -d e2e/node_modules ] || [ e2e/package-lock.json -nt e2e/node_modules ]; then
+		log "npm ci (e2e/)"
+		(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+}
+
 ensure_postgres
 ensure_staticcheck
 ensure_node
 ensure_promtool
+ensure_chromium
+ensure_e2e_node_modules

@@ -162,6 +162,7 @@ export async function start(roles) {
   }
   const rt = createRealtime({
     getToken: s.getToken,
+    ...realtimeTuning(),
     onError: (e) => console.warn('realtime:', e.code, e.message ?? ''),
     onRevoked: (ch, reason) => console.warn('realtime: channel', ch, reason),
   });
@@ -170,6 +171,16 @@ export async function start(roles) {
   // Back to a page from the back-forward cache: its client was closed.
   window.addEventListener('pageshow', (e) => e.persisted && location.reload());
   return { me, api: s.api, rt, userId };
+}
+
+// realtimeTuning reads the page's test knob. `?fast=1` (for browser tests,
+// e2e/) shortens the adapter's reconnect backoff to 100 ms doubling up to
+// 1 s, so a test sees a reconnect, or the fall back to polling after
+// pollAfterFailures (5) failed connects, within seconds instead of up to a
+// minute. Without it the adapter's defaults apply (500 ms up to 30 s).
+function realtimeTuning() {
+  if (params.get('fast') !== '1') return {};
+  return { backoff: { initialMs: 100, maxMs: 1000, factor: 2 } };
 }
 
 // stateBadge shows the client's connection state in the corner.
