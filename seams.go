@@ -80,6 +80,9 @@ type LogReader interface {
 	// Wait returns a channel that is closed once the log holds an event
 	// after c: at once if it already does.
 	Wait(c Cursor) <-chan struct{}
+	// Floor returns the oldest cursor Since accepts: the events after it
+	// are all retained.
+	Floor() Cursor
 	// SinceTime returns the cursor to resume from to get the retained
 	// events committed after t; ErrCursorExpired when t is older than the
 	// retained log.

@@ -255,15 +255,6 @@ func PlanSetup(ctx context.Context, q Querier, pub, slot string, tables []string
 	return plan, nil
 }
 
-// CreatesSlot reports whether the plan creates the replication slot.
-func (p *SetupPlan) CreatesSlot() bool {
-	for _, st := range p.Statements {
-		if strings.Contains(st, "pg_create_logical_replication_slot") {
-			return true
-		}
-	}
-	return false
-}
 
 // Apply runs the plan's statements in order, stopping at the first error.
 func (p *SetupPlan) Apply(ctx context.Context, conn *pgx.Conn) error {

@@ -61,6 +61,12 @@ type Config struct {
 	// Bound, when set, caps the position the Stream confirms; it is the
 	// Log's Confirmable.
 	Bound func() broadcaster.LSN
+	// OnGap, when set, is called (from Run's goroutine) when a session
+	// finds the slot further on than what this Stream delivered: it was
+	// re-created (after an invalidation or a failover) or another process
+	// read it. The changes in between were skipped; at is where the slot
+	// resumes. Without OnGap, such a Stream goes on silently.
+	OnGap func(at broadcaster.LSN)
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	// Defaults 250ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -85,6 +91,9 @@ type Stream struct {
 	// the position of the last heartbeat seen between transactions. Only the
 	// Run goroutine writes it.
 	accepted broadcaster.LSN
+	// delivered is set once a session has started: later sessions compare
+	// the slot's position with accepted to find skipped changes.
+	delivered bool
 	// decodeWarned remembers the types whose values failed to decode, so the
 	// warning is logged once per type and session.
 	decodeWarned map[uint32]bool
@@ -284,6 +293,18 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 	if err != nil {
 		return false, err
 	}
+	if !s.cfg.Temporary && s.delivered && from > s.accepted {
+		s.log.Error("the replication slot resumes past what was delivered: changes in between were skipped; clients are told to reset",
+			"slot", slot, "delivered_to", s.accepted.String(), "slot_at", from.String())
+		if s.cfg.OnGap != nil {
+			s.cfg.OnGap(from)
+		}
+		s.accepted = from
+	}
+	if !s.delivered {
+		s.accepted = max(s.accepted, from)
+	}
+	s.delivered = true
 	v2 := serverMajor(conn) >= 14
 	proto := "1"
 	if v2 {

@@ -34,6 +34,10 @@ type Options struct {
 	// it are expired (the events after them are not all here). Zero for a
 	// log that has seen everything.
 	Floor broadcaster.Cursor
+	// FloorTime bounds the commit times of the events before Floor: a
+	// /sync by time at or before it is expired. Zero: unknown (only times
+	// after the first retained event are then served).
+	FloorTime time.Time
 }
 
 // Memory is an in-memory broadcaster.Log.
@@ -71,7 +75,7 @@ func NewMemory(opts Options) *Memory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Memory{opts: opts, grew: make(chan struct{}), floor: opts.Floor, head: opts.Floor}
+	return &Memory{opts: opts, grew: make(chan struct{}), floor: opts.Floor, floorTime: opts.FloorTime, head: opts.Floor}
 }
 
 // Append implements broadcaster.Sink. Events at or before the head are
@@ -134,6 +138,28 @@ func (m *Memory) evictOld() {
 		}
 		m.floor, m.floorTime = ev.ID, ev.Timestamp
 		*ev = broadcaster.Event{}
+		m.first = (m.first + 1) % len(m.ring)
+		m.n--
+	}
+}
+
+// Raise moves the floor up to floor, with at bounding the commit times of
+// what lies before it, and drops the events before it: the source skipped
+// changes (its slot was re-created), so no cursor from before can resume.
+func (m *Memory) Raise(floor broadcaster.Cursor, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.floor.Before(floor) {
+		m.floor = floor
+	}
+	if m.floorTime.Before(at) {
+		m.floorTime = at
+	}
+	if m.head.Before(floor) {
+		m.head = floor
+	}
+	for m.n > 0 && m.ring[m.first].ID.Before(floor) {
+		m.ring[m.first] = broadcaster.Event{}
 		m.first = (m.first + 1) % len(m.ring)
 		m.n--
 	}
@@ -205,6 +231,13 @@ func (m *Memory) Head() broadcaster.Cursor {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.head
+}
+
+// Floor implements broadcaster.LogReader.
+func (m *Memory) Floor() broadcaster.Cursor {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.floor
 }
 
 // Len returns the number of retained events.

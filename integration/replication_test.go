@@ -736,3 +736,65 @@ func TestServerFastShutdownWithStreamConnected(t *testing.T) {
 	insertRetrying(t, db, 6)
 	waitServed(t, p, 6)
 }
+
+// TestSlotRecreatedMidStream: the slot disappears while serve runs (an
+// invalidation, a failover) and serve re-creates it. The changes committed
+// meanwhile are gone: connected clients are told to reset, a cursor from
+// before gets 410, and nothing is skipped silently.
+func TestSlotRecreatedMidStream(t *testing.T) {
+	port := FreePort(t)
+	db, cfg := itemsDB(t, map[string]any{
+		"server.listen":   fmt.Sprintf("127.0.0.1:%d", port),
+		"auth.jwt.secret": gwSecret,
+	})
+	slot := "s_" + db.Name
+	p := Start(t, nil, "serve", "--config", cfg)
+	p.WaitStderr(t, readinessMsg, readyTimeout)
+	wsURL := fmt.Sprintf("ws://127.0.0.1:%d/ws", port)
+	tok := gwUserToken(t, "1", "admin")
+	c := gwConnect(t, "admin", wsURL, gwViaHeader, tok)
+	c.mustSubscribe("table:items")
+
+	db.Exec(t, "INSERT INTO items (id) VALUES (1)")
+	first, _ := c.waitFor(eventWait, "event of item 1", func(m gwMsg) bool { return m.Type == "event" })
+
+	// Drop the slot from under serve: end its walsender, drop before the
+	// reconnect takes it again.
+	deadline := time.Now().Add(eventWait)
+	for {
+		_, err := db.Pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL;
+			`, slot)
+		if err == nil {
+			if _, err = db.Pool.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", slot); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not drop the slot: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	db.Exec(t, "INSERT INTO items (id) VALUES (2)") // while no slot exists: lost
+	m, _ := c.waitFor(eventWait, "reset", func(m gwMsg) bool { return m.Type == "reset" || m.Type == "event" })
+	if m.Type != "reset" || strings.Join(m.Channels, ",") != "table:items" || m.Reason != "cursor_expired" {
+		t.Fatalf("after the slot was re-created: %s, want reset of table:items", m)
+	}
+	db.Exec(t, "INSERT INTO items (id) VALUES (3)")
+	ev, _ := c.waitFor(eventWait, "event of item 3", func(m gwMsg) bool { return m.Type == "event" })
+	if id := ev.Event.Data["id"]; fmt.Sprint(id) != "3" {
+		t.Fatalf("next event is of item %v, want 3 (item 2 was committed without a slot)", id)
+	}
+	if !strings.Contains(p.Stderr(), "changes in between were skipped") {
+		t.Errorf("serve did not log the gap")
+	}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/api/realtime/sync?channels=table:items&since=%s", port, first.Event.Cursor), nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("/sync from a cursor before the gap: %d, want 410", resp.StatusCode)
+	}
+}

@@ -79,15 +79,17 @@ func (s *Server) Run(ctx context.Context) error {
 		defer s.wg.Done()
 		s.sweepStalls(sweepCtx)
 	}()
-	pos := s.hub.position()
 	for {
+		// The hub's position, not a copy: ResetAll may move it on.
+		pos := s.hub.position()
 		// Every event at or before head is in the log now, so when Since
 		// returns them all, the hub has fanned out everything up to head.
 		head := s.log.Head()
 		evs, more, err := s.log.Since(pos, runBatch)
 		if errors.Is(err, broadcaster.ErrCursorExpired) {
-			pos = s.hub.lost(head)
-			s.logger.Error("ws: the hub fell behind the retained log; every subscription was told to reset", "resume", head)
+			floor := s.log.Floor()
+			s.hub.lost(floor)
+			s.logger.Error("ws: the hub fell behind the retained log; every subscription was told to reset", "resume", floor)
 			continue
 		}
 		if err != nil {
@@ -150,6 +152,10 @@ func (h *hub) withPosition(f func(pos broadcaster.Cursor)) {
 func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.pos.Before(ev.ID) {
+		// ResetAll moved the hub past it (the clients were told to reset).
+		return
+	}
 	prev := h.pos
 	h.pos = ev.ID
 	h.seq++
@@ -216,13 +222,21 @@ func (h *hub) lag(c *conn, from broadcaster.Cursor) {
 	c.wakeCatchUp()
 }
 
-// lost handles a hub that fell behind the retained log: events were lost for
-// every subscription, so each connection is sent reset for all of its
-// channels, and the hub resumes at head.
-func (h *hub) lost(head broadcaster.Cursor) broadcaster.Cursor {
+// resetAll queues reset for every channel of every connection and moves
+// the position on to from, past changes the source skipped.
+func (h *hub) resetAll(from broadcaster.Cursor) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.pos = head
+	h.queueResets()
+	if h.pos.Before(from) {
+		h.pos = from
+	}
+	h.stats.resets.Add(1)
+}
+
+// queueResets queues reset on every connection for all of its channels;
+// h.mu must be held.
+func (h *hub) queueResets() {
 	chans := make(map[*conn][]string)
 	for name, cs := range h.index {
 		for c := range cs.conns {
@@ -233,7 +247,18 @@ func (h *hub) lost(head broadcaster.Cursor) broadcaster.Cursor {
 		slices.Sort(names)
 		c.enqueue(outFrame{data: encode(resetMsg{Type: "reset", Channels: names, Reason: "cursor_expired"})})
 	}
-	return head
+}
+
+// lost handles a hub that fell behind the retained log: events were lost for
+// every subscription, so each connection is sent reset for all of its
+// channels, and the hub resumes at floor, the oldest event it can read.
+func (h *hub) lost(floor broadcaster.Cursor) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos.Before(floor) {
+		h.pos = floor
+	}
+	h.queueResets()
 }
 
 // subscribe adds c to chans (channels it already has stay as they are),

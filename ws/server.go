@@ -481,6 +481,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// ResetAll tells every connection to refetch: each is sent reset (reason
+// cursor_expired) for all of its channels, which stay subscribed and go on
+// live from from. Call it when the source skipped changes (its slot was
+// re-created) and the log's floor was raised to from.
+func (s *Server) ResetAll(from broadcaster.Cursor) {
+	s.hub.resetAll(from)
+}
+
 // expired reports whether the retained log no longer holds every event
 // after c.
 func (s *Server) expired(c broadcaster.Cursor) bool {

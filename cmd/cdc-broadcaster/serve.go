@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,12 +49,14 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	// The log is rebuilt from the slot: it starts where the slot resumes,
-	// and a client cursor from before that is expired.
-	var floor broadcaster.Cursor
-	if resumeAt > 0 {
-		floor = broadcaster.Cursor{LSN: resumeAt - 1}
-	}
-	evlog := eventlog.NewMemory(eventlog.Options{MaxEvents: cfg.Retention.MaxEvents, MaxAge: cfg.Retention.MaxAge, Floor: floor})
+	// and a client cursor from before that is expired. Whatever lies before
+	// was committed before now.
+	evlog := eventlog.NewMemory(eventlog.Options{
+		MaxEvents: cfg.Retention.MaxEvents,
+		MaxAge:    cfg.Retention.MaxAge,
+		Floor:     broadcaster.Cursor{LSN: resumeAt - 1},
+		FloorTime: time.Now(),
+	})
 	sink.Log = obs.countEvents(evlog)
 
 	verifier, err := acl.NewVerifier(ctx, cfg.Auth.JWT, acl.VerifierOptions{Logger: log})
@@ -76,6 +79,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer closeAudit()
 
+	var gatewayRef atomic.Pointer[ws.Server]
 	stream, err := cdc.NewStream(cdc.Config{
 		DatabaseURL:    cfg.Source.DatabaseURL,
 		Slot:           cfg.Source.Slot,
@@ -84,7 +88,16 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		Heartbeat:      cfg.Source.Heartbeat,
 		StatusInterval: cfg.Source.StatusInterval,
 		Bound:          evlog.Confirmable,
-		Logger:         log,
+		OnGap: func(at broadcaster.LSN) {
+			// Changes were skipped: no cursor from before can resume,
+			// and connected clients must refetch.
+			floor := broadcaster.Cursor{LSN: at - 1}
+			evlog.Raise(floor, time.Now())
+			if g := gatewayRef.Load(); g != nil {
+				g.ResetAll(floor)
+			}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return err
@@ -109,6 +122,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return &configError{err}
 	}
+	gatewayRef.Store(gateway)
 	obs.start(stream, gateway, rules, evlog, verifier)
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -222,10 +236,6 @@ func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink bro
 	slot, err := cdc.LookupSlot(ctx, conn, cfg.Source.Slot)
 	if err != nil {
 		return nil, 0, err
-	}
-	if created := plan.CreatesSlot(); created && slot != nil {
-		// A new slot: nothing came before it, so there is no floor.
-		return mapper, 0, nil
 	}
 	if slot == nil {
 		return nil, 0, fmt.Errorf("replication slot %q is missing", cfg.Source.Slot)
