@@ -255,7 +255,6 @@ func PlanSetup(ctx context.Context, q Querier, pub, slot string, tables []string
 	return plan, nil
 }
 
-
 // Apply runs the plan's statements in order, stopping at the first error.
 func (p *SetupPlan) Apply(ctx context.Context, conn *pgx.Conn) error {
 	for _, st := range p.Statements {
