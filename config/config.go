@@ -53,6 +53,10 @@ type Server struct {
 	AllowedOrigins []string      `mapstructure:"allowed_origins"` // default none (any)
 	DrainTimeout   time.Duration `mapstructure:"drain_timeout"`   // default 10s
 	Demo           bool          `mapstructure:"demo"`            // default false
+	// TrustedProxies lists the addresses or CIDRs of reverse proxies whose
+	// X-Forwarded-For names the client (for the per-IP limit and the audit
+	// log). Default none: the socket's address is the client.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
 }
 
 // Auth configures token checks and access caching.

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -149,6 +150,9 @@ type Server struct {
 	// overlapped one checks again.
 	aclGen atomic.Uint64
 
+	// proxies are server.trusted_proxies, parsed.
+	proxies []netip.Prefix
+
 	mu sync.Mutex // protects conns, byUser and closing
 	// conns holds every upgraded connection, authenticated or not.
 	conns map[*conn]struct{}
@@ -172,6 +176,10 @@ func NewServer(opts Options) (*Server, error) {
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, fmt.Errorf("ws: new server: server.allowed_origins: bad pattern %q: %w", p, err)
 		}
+	}
+	proxies, err := parseProxies(opts.Server.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("ws: new server: %w", err)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -202,6 +210,7 @@ func NewServer(opts Options) (*Server, error) {
 		ipLimit:  newIPLimiter(opts.Limits.MaxConnectionsPerIPPerMinute),
 		conns:    make(map[*conn]struct{}),
 		byUser:   make(map[string][]*conn),
+		proxies:  proxies,
 		accept: websocket.AcceptOptions{
 			Subprotocols:       []string{Subprotocol},
 			OriginPatterns:     opts.Server.AllowedOrigins,
@@ -263,7 +272,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	ip := remoteIP(r)
+	ip := s.clientIP(r)
 	if !originAllowed(r, s.opts.Server.AllowedOrigins) {
 		writeJSON(w, http.StatusForbidden, httpError{"forbidden", "origin not allowed"})
 		return
@@ -650,6 +659,58 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientIP is the address of the client: the socket's, or, when that is a
+// trusted proxy, the nearest address in X-Forwarded-For that is not one.
+func (s *Server) clientIP(r *http.Request) string {
+	ip := remoteIP(r)
+	if len(s.proxies) == 0 || !s.trusted(ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !s.trusted(hop) {
+			return hop
+		}
+		ip = hop
+	}
+	return ip
+}
+
+// trusted reports whether ip is one of server.trusted_proxies.
+func (s *Server) trusted(ip string) bool {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.proxies {
+		if p.Contains(addr.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseProxies reads server.trusted_proxies: addresses or CIDRs.
+func parseProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, p := range list {
+		if pfx, err := netip.ParsePrefix(p); err == nil {
+			out = append(out, pfx.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(p)
+		if err != nil {
+			return nil, fmt.Errorf("server.trusted_proxies: %q is neither an address nor a CIDR", p)
+		}
+		out = append(out, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // newConnID returns a random connection id.

@@ -141,7 +141,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	claims, err := s.verify(token)
 	if err != nil {
-		s.authFailed("", remoteIP(r), redact(err.Error(), token))
+		s.authFailed("", s.clientIP(r), redact(err.Error(), token))
 		s.syncOutcome("unauthenticated")
 		writeJSON(w, http.StatusUnauthorized, syncError{Error: "unauthenticated", Message: redact(err.Error(), token)})
 		return
