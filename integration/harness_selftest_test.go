@@ -242,12 +242,15 @@ func TestHarnessClusterRestartKeepsData(t *testing.T) {
 }
 
 // procScript prints a line, an event with a number too big for a float64,
-// logs readiness on stderr and exits 3; with "hang" it waits for SIGTERM.
-const procScript = `echo "starting $HARNESS_SELFTEST" >&2
+// logs readiness on stderr and exits 3; with "hang" it waits for SIGTERM,
+// its trap set before it prints anything, so that a SIGTERM sent once a line
+// is seen always finds it (set after, the shell could die of the signal).
+const procScript = `if [ "$1" = hang ]; then trap 'echo bye >&2; exit 0' TERM; fi
+echo "starting $HARNESS_SELFTEST" >&2
 echo '{"level":"INFO","msg":"streaming"}' >&2
 echo 'line one'
 echo '{"channels":["exam:9"],"event":{"eventId":"A-1","eventType":"exam.published","data":{"id":9007199254740993},"txId":7731}}'
-if [ "$1" = hang ]; then trap 'echo bye >&2; exit 0' TERM; while :; do sleep 0.05; done; fi
+if [ "$1" = hang ]; then while :; do sleep 0.05; done; fi
 printf 'no newline'
 exit 3`
 
