@@ -65,6 +65,16 @@ func teacherOf(ctx context.Context, tx pgx.Tx, r *rand.Rand, classID int64) (int
 	return id, err
 }
 
+// teacherActs picks a teacher of the class, as teacherOf does, and names
+// them the actor of the transaction.
+func teacherActs(ctx context.Context, tx pgx.Tx, r *rand.Rand, classID int64) (int64, error) {
+	teacher, err := teacherOf(ctx, tx, r, classID)
+	if err != nil {
+		return 0, err
+	}
+	return teacher, emitActor(ctx, tx, teacher)
+}
+
 // activeTerm returns the active academic term's id.
 func activeTerm(ctx context.Context, tx pgx.Tx) (int64, error) {
 	var id int64
@@ -111,11 +121,8 @@ func createExam(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	teacher, err := teacherOf(ctx, tx, r, c.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, c.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	var id int64
@@ -138,11 +145,8 @@ func publishExam(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	teacher, err := teacherOf(ctx, tx, r, e.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, e.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	if err := exec(ctx, tx, "publish exam",
@@ -316,11 +320,8 @@ func closeExam(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	teacher, err := teacherOf(ctx, tx, r, e.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, e.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	if err := exec(ctx, tx, "close exam",
@@ -399,11 +400,8 @@ func correctAttendance(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, er
 	if !ok {
 		return "", errNothingToDo
 	}
-	teacher, err := teacherOf(ctx, tx, r, m.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, m.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	if err := exec(ctx, tx, "correct attendance",
@@ -496,11 +494,8 @@ func createReportCard(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, err
 	if s.Average != nil {
 		avg = round2(*s.Average)
 	}
-	teacher, err := teacherOf(ctx, tx, r, s.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, s.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	var id int64
@@ -529,11 +524,8 @@ func publishReportCard(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, er
 	if err != nil {
 		return "", err
 	}
-	teacher, err := teacherOf(ctx, tx, r, rc.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, rc.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	var position int
@@ -569,11 +561,8 @@ func revertReportCard(ctx context.Context, tx pgx.Tx, r *rand.Rand) (string, err
 	if err != nil {
 		return "", err
 	}
-	teacher, err := teacherOf(ctx, tx, r, rc.ClassID)
+	teacher, err := teacherActs(ctx, tx, r, rc.ClassID)
 	if err != nil {
-		return "", err
-	}
-	if err := emitActor(ctx, tx, teacher); err != nil {
 		return "", err
 	}
 	if err := exec(ctx, tx, "revert report card",
