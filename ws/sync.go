@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -231,7 +232,7 @@ func (s *Server) collect(from broadcaster.Cursor, want map[string]bool, limit in
 			ev := &evs[i]
 			var match []string
 			for _, name := range ev.Channels {
-				if want[name] && !contains(match, name) {
+				if want[name] && !slices.Contains(match, name) {
 					match = append(match, name)
 				}
 			}
@@ -264,15 +265,6 @@ func (s *Server) collect(from broadcaster.Cursor, want map[string]bool, limit in
 			return ans, nil
 		}
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) syncExpired(w http.ResponseWriter) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 	"github.com/treasure-home/cdc-broadcaster/cdc"
@@ -69,7 +70,7 @@ func (r *recheckTee) Begin(ctx context.Context, tx *broadcaster.Tx) error {
 }
 
 func (r *recheckTee) Change(ctx context.Context, tx *broadcaster.Tx, c *broadcaster.Change) error {
-	if t := c.Rel.Table(); r.watched[t] && !contains(r.touched, t) {
+	if t := c.Rel.Table(); r.watched[t] && !slices.Contains(r.touched, t) {
 		r.touched = append(r.touched, t)
 	}
 	return r.next.Change(ctx, tx, c)
@@ -83,13 +84,4 @@ func (r *recheckTee) Commit(ctx context.Context, tx *broadcaster.Tx) error {
 		r.changed(append([]string(nil), r.touched...)...)
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
