@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
@@ -266,4 +267,15 @@ func isPlain(s string) bool {
 		}
 	}
 	return true
+}
+
+// encodeEvent is an event's wire JSON. An event that cannot be encoded is
+// logged and not delivered (ok false): it would fail for every client.
+func encodeEvent(ev *broadcaster.Event, logger *slog.Logger) (body []byte, ok bool) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
+		return nil, false
+	}
+	return body, true
 }

@@ -2,7 +2,6 @@ package ws
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,9 +184,8 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 	if len(touched) == 0 {
 		return
 	}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
+	body, ok := encodeEvent(ev, logger)
+	if !ok {
 		return
 	}
 	clear(h.envelopes)
@@ -381,9 +379,8 @@ func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.
 		if seen || len(match) == 0 {
 			continue
 		}
-		body, err := json.Marshal(ev)
-		if err != nil {
-			logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
+		body, ok := encodeEvent(ev, logger)
+		if !ok {
 			continue
 		}
 		frames = append(frames, outFrame{data: eventEnvelope(match, body), event: true, commit: ev.Timestamp})

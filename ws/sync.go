@@ -241,9 +241,8 @@ func (s *Server) collect(from broadcaster.Cursor, want map[string]bool, limit in
 			if len(match) == 0 {
 				continue
 			}
-			body, err := json.Marshal(ev)
-			if err != nil {
-				s.logger.Error("ws: cannot encode an event; it is not delivered", "eventId", ev.ID, "err", err)
+			body, ok := encodeEvent(ev, s.logger)
+			if !ok {
 				continue
 			}
 			ans.Events = append(ans.Events, syncEvent{Channels: match, Event: body})
