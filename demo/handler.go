@@ -219,11 +219,7 @@ func forbidden(w http.ResponseWriter) {
 // that gets one.
 func (h *handler) people(w http.ResponseWriter, r *http.Request) {
 	p, err := h.store.People(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
+	h.reply(w, r, p, err)
 }
 
 // tokenRequest is the body of POST /demo/api/token; userId may be a
@@ -303,20 +299,21 @@ func (h *handler) me(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	me, err := h.store.Me(r.Context(), c.id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, me)
+	h.reply(w, r, me, err)
 }
 
 func (h *handler) announcements(w http.ResponseWriter, r *http.Request, c caller) {
 	list, err := h.store.Announcements(r.Context(), c.claims.Role, h.isAdmin(c))
+	h.reply(w, r, map[string]any{"announcements": list}, err)
+}
+
+// reply writes v as the answer, or the error when err is set.
+func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"announcements": list})
+	writeJSON(w, http.StatusOK, v)
 }
 
 // teacher: the teacher themself or an admin.
@@ -330,11 +327,7 @@ func (h *handler) teacher(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	v, err := h.store.Teacher(r.Context(), id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	h.reply(w, r, v, err)
 }
 
 // student: as the channel student:{id} of config.example.yaml, the student
@@ -359,11 +352,7 @@ func (h *handler) student(w http.ResponseWriter, r *http.Request, c caller) {
 		}
 	}
 	v, err := h.store.Student(r.Context(), id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	h.reply(w, r, v, err)
 }
 
 // parent: the parent themself or an admin.
@@ -377,11 +366,7 @@ func (h *handler) parent(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	v, err := h.store.Parent(r.Context(), id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	h.reply(w, r, v, err)
 }
 
 func (h *handler) admin(w http.ResponseWriter, r *http.Request, c caller) {
@@ -390,9 +375,5 @@ func (h *handler) admin(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	v, err := h.store.Admin(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	h.reply(w, r, v, err)
 }
