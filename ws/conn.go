@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +47,11 @@ type closeInfo struct {
 
 // conn is one client connection.
 type conn struct {
-	s       *Server
-	ws      *websocket.Conn
+	s  *Server
+	ws *websocket.Conn
+	// nc is the socket under ws, closed directly when the server gives up
+	// on a graceful end.
+	nc      net.Conn
 	id      string
 	ip      string
 	started time.Time
@@ -54,26 +59,47 @@ type conn struct {
 	// when it ends.
 	ctx context.Context
 
-	// send is the bounded send queue; the writer goroutine drains it.
-	send chan outFrame
-	// quit is closed by fail: the writer then closes the connection as why
-	// says.
+	// qmu protects the send queue, writing and catchUpDue. An idle
+	// connection has no writer goroutine: queueing a frame (or a
+	// catch-up) starts one, which exits once the queue is empty. That and
+	// the timers below (instead of a writer and a pinger waiting on
+	// channels) keep an idle connection at one goroutine, its reader.
+	qmu sync.Mutex
+	// queue[head:] holds the frames to write, at most queueMax.
+	queue    []outFrame
+	head     int
+	queueMax int
+	// writing says a writer goroutine runs (or ran and finished the
+	// connection: then it stays true, and no other starts).
+	writing bool
+	// catchUpDue asks the writer to catch up from the log.
+	catchUpDue bool
+	// noWriter (tests of the hub only) keeps frames queued for the test
+	// to take.
+	noWriter bool
+	// done is closed when the writer has closed the connection.
+	done chan struct{}
+
+	// quit is closed by fail; the writer then closes the connection as
+	// why says.
 	quit     chan struct{}
 	failOnce sync.Once
 	failed   atomic.Bool
 	// why is written once by fail before failed and quit are set.
 	why closeInfo
-	// wg counts the writer and the pinger.
-	wg sync.WaitGroup
 	// sent counts the frames written.
 	sent atomic.Uint64
+
+	// tmu protects the timers. authT (authentication) is dropped once the
+	// connection is authenticated; tokenT fires token_expiring, then is
+	// re-armed for the expiry itself; pingT pings.
+	tmu                  sync.Mutex
+	authT, tokenT, pingT *time.Timer
+	timersOff            bool
 
 	authed atomic.Bool
 	mu     sync.Mutex // protects claims
 	claims *acl.Claims
-	// expiryChanged (capacity 1) tells the writer to re-arm the token
-	// timers from claims.
-	expiryChanged chan struct{}
 
 	// Protected by hub.mu: the subscriptions, and the hub's per-event
 	// scratch (mark: the last event that touched c; match: its channels).
@@ -90,8 +116,6 @@ type conn struct {
 	lagPos     broadcaster.Cursor
 	skipUntil  broadcaster.Cursor
 	servedUpTo broadcaster.Cursor
-	// catchUpWake (capacity 1) tells the writer to catch up.
-	catchUpWake chan struct{}
 	// writeStart is when the write in progress began (Unix ns), 0 when
 	// none: the stall sweeper closes a connection stuck in one.
 	writeStart atomic.Int64
@@ -104,36 +128,39 @@ type conn struct {
 
 func newConn(s *Server, wsc *websocket.Conn, ip string) *conn {
 	return &conn{
-		s:             s,
-		ws:            wsc,
-		id:            newConnID(),
-		ip:            ip,
-		started:       s.now(),
-		ctx:           s.hardCtx,
-		send:          make(chan outFrame, s.limits.SendQueue),
-		quit:          make(chan struct{}),
-		expiryChanged: make(chan struct{}, 1),
-		subs:          make(map[string]*subscription),
-		catchUpWake:   make(chan struct{}, 1),
-		msgLimit:      newMsgLimiter(s.limits.MaxMessagesPerSecond),
-		badFrames:     newBadFrameLimiter(),
+		s:         s,
+		ws:        wsc,
+		id:        newConnID(),
+		ip:        ip,
+		started:   s.now(),
+		ctx:       s.hardCtx,
+		queueMax:  s.limits.SendQueue,
+		done:      make(chan struct{}),
+		quit:      make(chan struct{}),
+		subs:      make(map[string]*subscription),
+		msgLimit:  newMsgLimiter(s.limits.MaxMessagesPerSecond),
+		badFrames: newBadFrameLimiter(),
 	}
 }
 
-// serve runs the connection until it ends: it starts the writer and the
-// pinger, authenticates (with claims from the upgrade request, or the first
-// frame), reads requests, then waits for its goroutines and unregisters.
+// serve runs the connection until it ends: it arms the authentication
+// and ping timers, authenticates (with claims from the upgrade request, or
+// the first frame), reads requests, then waits for the writer to close the
+// connection and unregisters. It runs on the connection's one long-lived
+// goroutine.
 func (c *conn) serve(claims *acl.Claims) {
 	c.ws.SetReadLimit(int64(c.s.limits.MaxFrameBytes))
-	c.wg.Add(2)
-	go c.writeLoop()
-	go c.pingLoop()
+	c.tmu.Lock()
+	c.authT = time.AfterFunc(c.s.opts.AuthTimeout, c.authTimeout)
+	c.pingT = time.AfterFunc(c.s.opts.HeartbeatInterval, c.ping)
+	c.tmu.Unlock()
 	if claims != nil {
-		c.start(claims, nil)
+		onFreshStack(func() { c.start(claims, nil) })
 	}
 	err := c.readLoop()
 	c.fail(endedBy(err))
-	c.wg.Wait()
+	<-c.done
+	c.stopTimers()
 	_ = c.ws.CloseNow() // a no-op unless the writer could not close
 	c.s.dropConn(c)
 }
@@ -162,40 +189,83 @@ func (c *conn) fail(why closeInfo) bool {
 		close(c.quit)
 		did = true
 	})
+	if did {
+		c.qmu.Lock()
+		c.kickLocked()
+		c.qmu.Unlock()
+	}
 	return did
+}
+
+// kickLocked starts the writer unless one runs; c.qmu must be held.
+func (c *conn) kickLocked() {
+	if c.writing || c.noWriter {
+		return
+	}
+	c.writing = true
+	go c.writeLoop()
+}
+
+// push queues f and starts the writer; full reports a full queue (f is
+// then not queued). A failed connection takes nothing and is never full.
+func (c *conn) push(f outFrame) (full bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.failed.Load() {
+		return false
+	}
+	if len(c.queue)-c.head >= c.queueMax {
+		return true
+	}
+	c.queue = append(c.queue, f)
+	c.kickLocked()
+	return false
+}
+
+// popLocked takes the next queued frame; c.qmu must be held. An emptied
+// queue gives its memory back unless it is small.
+func (c *conn) popLocked() (outFrame, bool) {
+	if c.head == len(c.queue) {
+		return outFrame{}, false
+	}
+	f := c.queue[c.head]
+	c.queue[c.head] = outFrame{}
+	c.head++
+	if c.head == len(c.queue) {
+		c.head = 0
+		c.queue = c.queue[:0]
+		if cap(c.queue) > 16 {
+			c.queue = nil
+		}
+	}
+	return f, true
+}
+
+// queued is the number of frames waiting.
+func (c *conn) queued() int {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return len(c.queue) - c.head
 }
 
 // offer queues an event frame without blocking and reports whether it fit.
 func (c *conn) offer(f outFrame) bool {
-	if c.failed.Load() {
-		return true
-	}
-	select {
-	case c.send <- f:
-		return true
-	default:
-		return false
-	}
+	return !c.push(f)
 }
 
 // wakeCatchUp tells the writer to catch up from the log; it never blocks.
 func (c *conn) wakeCatchUp() {
-	select {
-	case c.catchUpWake <- struct{}{}:
-	default:
-	}
+	c.qmu.Lock()
+	c.catchUpDue = true
+	c.kickLocked()
+	c.qmu.Unlock()
 }
 
 // enqueue queues a reply or notice without blocking. These come only as
 // answers to the client's own (rate-limited) requests or rarely from the
 // server, so a full queue means the client does not read: 4009.
 func (c *conn) enqueue(f outFrame) {
-	if c.failed.Load() {
-		return
-	}
-	select {
-	case c.send <- f:
-	default:
+	if c.push(f) {
 		c.slow("slow consumer: send queue full")
 	}
 }
@@ -206,14 +276,76 @@ func (c *conn) getClaims() *acl.Claims {
 	return c.claims
 }
 
-// setClaims installs the connection's claims and re-arms the token timers.
+// setClaims installs the connection's claims and re-arms the token
+// timers: token_expiring ahead of expiry, and the close at expiry.
 func (c *conn) setClaims(claims *acl.Claims) {
 	c.mu.Lock()
 	c.claims = claims
 	c.mu.Unlock()
-	select {
-	case c.expiryChanged <- struct{}{}:
-	default:
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.timersOff {
+		return
+	}
+	stopTimer(c.tokenT)
+	c.tokenT = nil
+	exp := claims.ExpiresAt
+	if exp.IsZero() {
+		return
+	}
+	left := exp.Sub(c.s.now())
+	c.tokenT = time.AfterFunc(max(0, left-c.s.opts.TokenExpiryWarning), func() { c.tokenTimer(exp) })
+}
+
+// tokenTimer fires for the token expiring at exp: first token_expiring,
+// then, re-armed, at the expiry itself the close. A timer of a token since
+// replaced does nothing.
+func (c *conn) tokenTimer(exp time.Time) {
+	if !c.expiresAt().Equal(exp) {
+		return
+	}
+	if left := exp.Sub(c.s.now()); left > 0 {
+		c.enqueue(outFrame{data: encode(tokenExpiringMsg{Type: "token_expiring", ExpiresAt: exp.UnixMilli()})})
+		c.tmu.Lock()
+		if !c.timersOff && c.expiresAt().Equal(exp) {
+			c.tokenT = time.AfterFunc(left, func() { c.tokenTimer(exp) })
+		}
+		c.tmu.Unlock()
+		return
+	}
+	c.fail(closeInfo{code: statusUnauthenticated, reason: "token expired", drain: true})
+}
+
+// expiresAt is when the connection's token expires (zero: never, or no
+// token yet).
+func (c *conn) expiresAt() time.Time {
+	if cl := c.getClaims(); cl != nil {
+		return cl.ExpiresAt
+	}
+	return time.Time{}
+}
+
+// authTimeout closes a connection that has not authenticated in time.
+func (c *conn) authTimeout() {
+	if !c.authed.Load() {
+		c.s.authFailed(c.id, c.ip, "no auth frame in time")
+		c.fail(closeInfo{code: statusUnauthenticated, reason: "authentication timeout"})
+	}
+}
+
+// stopTimers stops every timer for good.
+func (c *conn) stopTimers() {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	c.timersOff = true
+	for _, t := range []*time.Timer{c.authT, c.tokenT, c.pingT} {
+		stopTimer(t)
+	}
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
 	}
 }
 
@@ -224,6 +356,10 @@ func (c *conn) start(claims *acl.Claims, req *request) {
 	c.claims = claims
 	c.mu.Unlock()
 	c.authed.Store(true)
+	c.tmu.Lock()
+	stopTimer(c.authT)
+	c.authT = nil
+	c.tmu.Unlock()
 	if !c.s.register(c, claims) {
 		c.fail(closeInfo{code: websocket.StatusGoingAway, reason: "going away"})
 		return
@@ -255,19 +391,47 @@ func authedReply(id json.RawMessage, claims *acl.Claims) authedMsg {
 // readLoop reads frames until the connection fails, and serves them.
 func (c *conn) readLoop() error {
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		// No context: a read with one costs a registration with the
+		// context for as long as the connection idles. Shutdown closes
+		// the sockets instead. The reader waits here, for a frame header;
+		// the message itself is read and served on a fresh stack.
+		typ, r, err := c.ws.Reader(context.Background())
 		if err != nil {
 			return err
 		}
-		switch {
-		case c.failed.Load():
-			// Closing: the writer finishes the close handshake.
-		case !c.authed.Load():
-			c.firstFrame(typ, data)
-		default:
-			c.handle(typ, data)
+		onFreshStack(func() {
+			var data []byte
+			if data, err = io.ReadAll(r); err != nil {
+				return
+			}
+			switch {
+			case c.failed.Load():
+				// Closing: the writer finishes the close handshake.
+			case !c.authed.Load():
+				c.firstFrame(typ, data)
+			default:
+				c.handle(typ, data)
+			}
+		})
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// onFreshStack runs f on a goroutine of its own and waits for it. The
+// reader idles most of its life waiting for a frame; reading a message and
+// handling it (parsing, access checks with their queries) needs a deeper
+// stack, which the reader would otherwise keep for good: a goroutine's
+// stack grows at once but shrinks only by halves, at garbage collections,
+// and only while less than a quarter of it is used.
+func onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // parse parses a frame; every error is a *frameError.
@@ -326,6 +490,9 @@ func (c *conn) handle(typ websocket.MessageType, data []byte) {
 		var fe *frameError
 		errors.As(err, &fe)
 		c.sendError(fe.ID, codeBadRequest, "", fe.Msg)
+		if c.badFrames == nil {
+			c.badFrames = newBadFrameLimiter() // only for clients that send one
+		}
 		if !c.badFrames.AllowN(now, 1) {
 			c.fail(closeInfo{code: websocket.StatusPolicyViolation, reason: "too many bad frames", drain: true})
 		}
@@ -474,84 +641,58 @@ func (c *conn) unsubscribe(req *request) {
 	})
 }
 
-// writeLoop is the connection's writer: it writes queued frames in order,
-// runs the token and authentication timers, and closes the connection
-// when fail asks.
+// writeLoop is the connection's writer, started when there is something
+// to write: it writes the queued frames in order and catches up from the
+// log when asked, and returns when there is nothing left; when fail asks,
+// it closes the connection as c.why says, and closes done.
 func (c *conn) writeLoop() {
-	defer c.wg.Done()
-	authT := time.NewTimer(c.s.opts.AuthTimeout)
-	warnT := stoppedTimer()
-	expT := stoppedTimer()
-	defer func() {
-		authT.Stop()
-		warnT.Stop()
-		expT.Stop()
-	}()
-	var expiresAt time.Time
 	for {
-		select {
-		case <-c.quit:
-			c.finish(nil)
+		c.qmu.Lock()
+		if c.failed.Load() {
+			pending := c.queue[c.head:]
+			c.queue, c.head = nil, 0
+			c.qmu.Unlock()
+			c.finish(pending)
+			close(c.done)
 			return
-		case f := <-c.send:
-			if c.failed.Load() {
-				c.finish(&f)
-				return
-			}
-			if !c.writeOrDrop(f) {
-				return
-			}
-		case <-authT.C:
-			if !c.authed.Load() {
-				c.s.authFailed(c.id, c.ip, "no auth frame in time")
-				c.fail(closeInfo{code: statusUnauthenticated, reason: "authentication timeout"})
-			}
-		case <-c.expiryChanged:
-			expiresAt = time.Time{}
-			if cl := c.getClaims(); cl != nil {
-				expiresAt = cl.ExpiresAt
-			}
-			warnT.Stop()
-			expT.Stop()
-			if !expiresAt.IsZero() {
-				left := expiresAt.Sub(c.s.now())
-				warnT.Reset(max(0, left-c.s.opts.TokenExpiryWarning))
-				expT.Reset(max(0, left))
-			}
-		case <-warnT.C:
-			c.enqueue(outFrame{data: encode(tokenExpiringMsg{Type: "token_expiring", ExpiresAt: expiresAt.UnixMilli()})})
-		case <-c.catchUpWake:
-			if !c.catchUp() {
-				return
-			}
-		case <-expT.C:
-			c.fail(closeInfo{code: statusUnauthenticated, reason: "token expired", drain: true})
 		}
+		if c.catchUpDue {
+			c.catchUpDue = false
+			c.qmu.Unlock()
+			c.catchUp()
+			continue
+		}
+		f, ok := c.popLocked()
+		if !ok {
+			c.writing = false
+			c.qmu.Unlock()
+			return
+		}
+		c.qmu.Unlock()
+		c.writeOrDrop(f)
 	}
 }
 
-func stoppedTimer() *time.Timer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}
-
 // writeOrDrop writes f; when that fails the socket is gone (coder/websocket
-// has closed it), and it reports false.
+// has closed it): the connection fails, and it reports false.
 func (c *conn) writeOrDrop(f outFrame) bool {
 	if err := c.write(f); err != nil {
 		c.fail(closeInfo{code: websocket.StatusAbnormalClosure, reason: "write failed", abrupt: true})
-		_ = c.ws.CloseNow()
 		return false
 	}
 	return true
 }
 
 func (c *conn) write(f outFrame) error {
-	ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
-	defer cancel()
-	c.writeStart.Store(time.Now().UnixNano())
-	err := c.ws.Write(ctx, websocket.MessageText, f.data)
+	// A deadline on the socket bounds the write, rather than a context:
+	// coder/websocket keeps the context of the last write for as long as
+	// the connection lives (with its timer and channel, ~300 bytes).
+	now := time.Now()
+	if c.nc != nil {
+		_ = c.nc.SetWriteDeadline(now.Add(writeTimeout))
+	}
+	c.writeStart.Store(now.UnixNano())
+	err := c.ws.Write(context.Background(), websocket.MessageText, f.data)
 	c.writeStart.Store(0)
 	if err != nil {
 		return err
@@ -574,15 +715,16 @@ func (c *conn) write(f outFrame) error {
 // precede the events they announce), then the frames; an empty page means c
 // has reached the hub, and it is live again. A connection that falls out of
 // the retained log meanwhile is closed 4009: it reconnects and resumes with
-// its cursor. It reports false when the connection is finished.
-func (c *conn) catchUp() bool {
+// its cursor. It returns early when the connection fails; the writer then
+// finishes it.
+func (c *conn) catchUp() {
 	h := c.s.hub
-	for {
+	for !c.failed.Load() {
 		h.mu.Lock()
 		lagging, from := c.lagging, c.lagPos
 		h.mu.Unlock()
 		if !lagging {
-			return true
+			return
 		}
 		evs, _, err := c.s.log.Since(from, catchUpPage)
 		if err != nil {
@@ -592,45 +734,42 @@ func (c *conn) catchUp() bool {
 				c.s.logger.Error("ws: catch-up cannot read the log", "connectionId", c.id, "err", err)
 				c.fail(closeInfo{code: websocket.StatusInternalError, reason: "internal error", drain: true})
 			}
-			c.finish(nil)
-			return false
+			return
 		}
 		frames, done, moved := h.catchUpFrames(c, from, evs, c.s.logger)
 		if done {
-			return true
+			return
 		}
 		if !moved {
 			continue
 		}
 		if !c.drainQueue() {
-			return false
+			return
 		}
 		for _, f := range frames {
-			if c.failed.Load() {
-				c.finish(nil)
-				return false
-			}
-			if !c.writeOrDrop(f) {
-				return false
+			if c.failed.Load() || !c.writeOrDrop(f) {
+				return
 			}
 		}
 	}
 }
 
 // drainQueue writes every frame queued now; it reports false when the
-// connection is finished.
+// connection failed.
 func (c *conn) drainQueue() bool {
 	for {
-		select {
-		case <-c.quit:
-			c.finish(nil)
+		c.qmu.Lock()
+		if c.failed.Load() {
+			c.qmu.Unlock()
 			return false
-		case f := <-c.send:
-			if !c.writeOrDrop(f) {
-				return false
-			}
-		default:
+		}
+		f, ok := c.popLocked()
+		c.qmu.Unlock()
+		if !ok {
 			return true
+		}
+		if !c.writeOrDrop(f) {
+			return false
 		}
 	}
 }
@@ -642,53 +781,41 @@ func (c *conn) slow(reason string) {
 	}
 }
 
-// finish closes the connection as c.why says; pending is a frame taken
-// from the queue before the writer saw the failure.
-func (c *conn) finish(pending *outFrame) {
+// finish closes the connection as c.why says; pending are the frames
+// queued when the writer saw the failure.
+func (c *conn) finish(pending []outFrame) {
 	why := c.why
 	if why.abrupt {
 		_ = c.ws.CloseNow()
 		return
 	}
 	if why.drain {
-		if pending != nil && c.write(*pending) != nil {
-			_ = c.ws.CloseNow()
-			return
-		}
-	drain:
-		for {
-			select {
-			case f := <-c.send:
-				if c.write(f) != nil {
-					_ = c.ws.CloseNow()
-					return
-				}
-			default:
-				break drain
+		for _, f := range pending {
+			if c.write(f) != nil {
+				_ = c.ws.CloseNow()
+				return
 			}
 		}
 	}
 	_ = c.ws.Close(why.code, why.reason)
 }
 
-// pingLoop pings the peer every heartbeat; a peer that does not answer
-// within a heartbeat is dropped.
-func (c *conn) pingLoop() {
-	defer c.wg.Done()
-	t := time.NewTicker(c.s.opts.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.quit:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.HeartbeatInterval)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil {
-				c.fail(closeInfo{code: websocket.StatusAbnormalClosure, reason: "no answer to ping", abrupt: true})
-				return
-			}
-		}
+// ping pings the peer, from its timer, every heartbeat; a peer that does
+// not answer within a heartbeat is dropped.
+func (c *conn) ping() {
+	if c.failed.Load() {
+		return
 	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.HeartbeatInterval)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		c.fail(closeInfo{code: websocket.StatusAbnormalClosure, reason: "no answer to ping", abrupt: true})
+		return
+	}
+	c.tmu.Lock()
+	if !c.timersOff {
+		c.pingT.Reset(c.s.opts.HeartbeatInterval)
+	}
+	c.tmu.Unlock()
 }

@@ -7,35 +7,54 @@
 // The replication side never waits for a browser: it only appends to the
 // log. The hub (Server.Run) follows the log and queues each event, without
 // blocking, on every matching connection's bounded send queue; a connection
-// whose queue is full is closed with 4009 "slow consumer" and nobody else is
-// delayed. A client that reconnects and resumes with its cursor loses
-// nothing.
+// whose queue is full goes on from the log by itself (catch-up), and one
+// whose socket stays blocked limits.stall_timeout is closed with 4009 "slow
+// consumer"; nobody else is delayed. A client that reconnects and resumes
+// with its cursor loses nothing.
 //
 // # Goroutines and what they own
+//
+// An idle connection costs one goroutine, its reader, and a few timers:
+// about 12 KiB in all (BENCHMARKS.md).
 //
 //   - The hub goroutine (Server.Run, the caller's) reads the log and fans
 //     out. It encodes an event's body once, builds each distinct envelope
 //     (the list of matching channels of a connection) once per event, and
 //     queues the same bytes on every connection that wants them.
-//   - Per connection, the HTTP handler goroutine is the reader: it reads
-//     frames, enforces the per-connection limits and answers requests. It
-//     owns the rate limiters. When the connection ends it waits for the
-//     connection's other goroutines, then unregisters it.
-//   - Per connection, one writer goroutine owns every write and the close
-//     handshake, so frames reach the client in the order they were queued
-//     (commit order for events). It also owns the connection's timers:
-//     first-frame authentication deadline, token_expiring and token expiry.
-//   - Per connection, one pinger goroutine sends a WebSocket ping every
-//     heartbeat and closes a peer that does not answer in time.
+//   - Per connection, the reader: the HTTP handler upgrades the request,
+//     starts it and returns (net/http then frees the request and its
+//     buffers). It waits for frames; each message is read and served on a
+//     short-lived goroutine of its own (onFreshStack), so that the reader's
+//     stack stays small. It owns the rate limiters. When the connection
+//     ends it waits for the writer to close it, then unregisters it.
+//   - Per connection, a writer goroutine exists only while there is
+//     something to write: queueing a frame (or a catch-up) starts it, and
+//     it returns when the queue is empty. One at a time, it owns every write
+//     and the close handshake, so frames reach the client in the order they
+//     were queued (commit order for events).
+//   - Per connection, timers (time.AfterFunc, no goroutine while they
+//     wait): the first-frame authentication deadline, token_expiring then
+//     the token's expiry, and the ping sent every heartbeat, which drops a
+//     peer that does not answer within one.
 //   - Server.TablesChanged re-checks affected subscriptions in a goroutine
 //     of its own, tracked like the connections.
 //
-// Once its writer runs, nothing closes a connection but the writer (or
+// Once authenticated, nothing closes a connection but the writer (or
 // coder/websocket itself, on a broken socket or an oversized frame): every
-// other goroutine asks for a close with conn.fail, which never blocks. A
-// read context is never cancelled to close a connection, because
-// coder/websocket then drops the socket without a close frame; Shutdown
-// cancels it only once its deadline has passed.
+// other goroutine asks for a close with conn.fail, which never blocks and
+// starts the writer if none runs. Reads take no context (an idle read would
+// hold a registration with one); Shutdown, once its deadline has passed,
+// closes the sockets under the connections instead.
+//
+// # Memory of a connection
+//
+// Beyond its one goroutine: the send queue is a slice that grows with a
+// burst and is given back when emptied; coder/websocket gets a 128-byte
+// read buffer and a 16-byte write buffer over a frameWriter (which sends a
+// frame's header and payload in one writev) instead of net/http's 4 KiB
+// each; writes are bounded by a deadline on the socket rather than a
+// context (coder/websocket keeps the last write's context); connections on
+// one channel share its resolved acl.Channel.
 //
 // # Cursors
 //
@@ -52,7 +71,8 @@
 //     (subscribed, unsubscribed, revoked, pong) are queued while it is held,
 //     so a client never sees an event of a channel after its unsubscribed
 //     or revoked, and sees every event after the cursor it is handed.
-//   - conn.mu protects the connection's claims and token expiry.
+//   - conn.mu protects the connection's claims; conn.qmu its send queue
+//     and whether its writer runs; conn.tmu its timers.
 //   - ipLimiter.mu, counters.mu and auditLog.mu protect what their comments
 //     say. Locks are never held across a network write or an access check;
 //     queueing a frame never blocks.

@@ -58,7 +58,7 @@ func TestFanOutOneFramePerEvent(t *testing.T) {
 func TestEnvelopeEncodedOnce(t *testing.T) {
 	h := newHub(newCounters(), broadcaster.Cursor{})
 	mk := func(channels ...string) *conn {
-		c := &conn{send: make(chan outFrame, 4), quit: make(chan struct{}), subs: make(map[string]*subscription), catchUpWake: make(chan struct{}, 1)}
+		c := hubTestConn(4)
 		var chs []*acl.Channel
 		for _, name := range channels {
 			chs = append(chs, &acl.Channel{Name: name})
@@ -71,10 +71,10 @@ func TestEnvelopeEncodedOnce(t *testing.T) {
 	h.publish(&ev, slog.New(slog.DiscardHandler))
 	frames := make([][]byte, 4)
 	for i, x := range []*conn{a, b, c, d} {
-		if len(x.send) != 1 {
-			t.Fatalf("conn %d has %d frames queued, want 1", i, len(x.send))
+		if n := x.queued(); n != 1 {
+			t.Fatalf("conn %d has %d frames queued, want 1", i, n)
 		}
-		f := <-x.send
+		f := x.take(t)
 		if !f.event {
 			t.Errorf("conn %d: frame not marked as an event", i)
 		}
@@ -290,7 +290,7 @@ func TestTablesChanged(t *testing.T) {
 // writer must go on from the log.
 func TestFullQueueCatchesUp(t *testing.T) {
 	h := newHub(newCounters(), broadcaster.Cursor{})
-	c := &conn{send: make(chan outFrame, 1), quit: make(chan struct{}), subs: make(map[string]*subscription), catchUpWake: make(chan struct{}, 1)}
+	c := hubTestConn(1)
 	h.subscribe(c, []*acl.Channel{{Name: "class:1"}}, nil, nil, func(broadcaster.Cursor, []string) {})
 	evs := []broadcaster.Event{
 		{ID: broadcaster.Cursor{LSN: 10, Pos: 1}, Channels: []string{"class:1"}},
@@ -300,14 +300,14 @@ func TestFullQueueCatchesUp(t *testing.T) {
 	for i := range evs {
 		h.publish(&evs[i], slog.New(slog.DiscardHandler))
 	}
-	if len(c.send) != 1 || c.failed.Load() {
-		t.Fatalf("queued %d, failed %v: want the first event queued and the connection open", len(c.send), c.failed.Load())
+	if c.queued() != 1 || c.failed.Load() {
+		t.Fatalf("queued %d, failed %v: want the first event queued and the connection open", c.queued(), c.failed.Load())
 	}
 	if !c.lagging || c.lagPos != evs[0].ID {
 		t.Fatalf("lagging %v from %v: want catching up after the first event", c.lagging, c.lagPos)
 	}
-	if len(c.catchUpWake) != 1 || h.stats.catchUps.Load() != 1 {
-		t.Fatalf("writer not woken (%d) or catch-up not counted (%d)", len(c.catchUpWake), h.stats.catchUps.Load())
+	if !c.catchUpDue || h.stats.catchUps.Load() != 1 {
+		t.Fatalf("writer not woken (%v) or catch-up not counted (%d)", c.catchUpDue, h.stats.catchUps.Load())
 	}
 	// The writer reads the log after lagPos: the second and third events,
 	// then goes live once it has reached the hub.
@@ -319,9 +319,27 @@ func TestFullQueueCatchesUp(t *testing.T) {
 		t.Fatalf("an empty page at the hub's position must end the catch-up")
 	}
 	ev := broadcaster.Event{ID: broadcaster.Cursor{LSN: 40, Pos: 1}, Channels: []string{"class:1"}}
-	<-c.send
+	c.take(t)
 	h.publish(&ev, slog.New(slog.DiscardHandler))
-	if len(c.send) != 1 {
+	if c.queued() != 1 {
 		t.Fatalf("live again: the next event must be queued")
 	}
+}
+
+// hubTestConn is a connection for tests of the hub alone: no socket, no
+// writer; frames stay queued (at most queue) for the test to take.
+func hubTestConn(queue int) *conn {
+	return &conn{queueMax: queue, noWriter: true, quit: make(chan struct{}), done: make(chan struct{}), subs: make(map[string]*subscription)}
+}
+
+// take takes the next queued frame of a hubTestConn.
+func (c *conn) take(t *testing.T) outFrame {
+	t.Helper()
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	f, ok := c.popLocked()
+	if !ok {
+		t.Fatal("no frame queued")
+	}
+	return f
 }

@@ -309,8 +309,13 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 		if _, ok := c.subs[ch.Name]; ok {
 			continue
 		}
-		c.subs[ch.Name] = &subscription{ch: ch, from: from}
 		cs := h.index[ch.Name]
+		if cs != nil {
+			// One resolved channel per name, shared: a channel with
+			// thousands of subscribers is kept once.
+			ch = cs.ch
+		}
+		c.subs[ch.Name] = &subscription{ch: ch, from: from}
 		if cs == nil {
 			cs = &channelSubs{ch: ch, conns: make(map[*conn]struct{})}
 			h.index[ch.Name] = cs

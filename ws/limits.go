@@ -1,8 +1,12 @@
 package ws
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -123,4 +127,41 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 		_ = tc.SetWriteBuffer(SendBuffer)
 	}
 	return ctx
+}
+
+// connReadBuffer is a connection's read buffer after the upgrade: clients
+// send a few small requests, and a larger frame is read past the buffer.
+// Its write buffer is smallWriteBuffer, through a frameWriter.
+const connReadBuffer = 128
+
+// smallBuffers hands coder/websocket a hijacked connection with small
+// buffers instead of net/http's 4 KiB each (connReadBuffer; for writes
+// smallWriteBuffer bytes over a frameWriter): at tens of thousands of idle
+// connections, buffers would be most of their memory.
+type smallBuffers struct {
+	http.ResponseWriter
+	// nc is the hijacked connection.
+	nc net.Conn
+}
+
+// Hijack takes the connection over from net/http, keeping any bytes
+// net/http had already read past the request.
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.nc = nc
+	br := bufio.NewReaderSize(nc, connReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Move them into the new buffer (coder/websocket takes what is
+		// buffered, then reads the connection itself).
+		ahead, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), nc), max(connReadBuffer, n))
+		if _, err := br.Peek(n); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+	}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: nc}, smallWriteBuffer)), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,9 +34,19 @@ type ServeCommand struct {
 
 // Run parses flags and serves until ctx ends or the stream fails for good.
 func (c *ServeCommand) Run(ctx context.Context, args []string) error {
-	cfg, log, err := c.main.configured("serve", args, true, nil, nil)
+	var pprofAddr string
+	cfg, log, err := c.main.configured("serve", args, true, func(fs *flag.FlagSet) {
+		fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off when empty")
+	}, nil)
 	if err != nil {
 		return err
+	}
+	if pprofAddr != "" {
+		stopPprof, err := servePprof(pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
 	}
 	obs, err := newObserver(cfg, log, uint64(cfg.Source.MaxRetainedWAL))
 	if err != nil {

@@ -1,0 +1,157 @@
+package ws
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+)
+
+// errBadFrameStream: what went through was not a sequence of frames.
+var errBadFrameStream = errors.New("ws: frame writer: no frame header within the held bytes")
+
+// frameWriter lets a connection idle without a write buffer. coder/websocket
+// writes a frame as its header and its payload into a bufio.Writer, then
+// flushes. With the usual 2–4 KiB buffer per connection, buffers are a good
+// part of an idle connection's memory; with a tiny one (smallWriteBuffer),
+// bufio would hand the socket each larger frame in two writes (its first
+// bytes, then the rest): two system calls and two packets per frame. So the
+// tiny buffer writes into a frameWriter, which reads the frame headers
+// going through: the start of a frame whose rest is still to come is held
+// back (at most smallWriteBuffer bytes, copied) and goes out with the rest
+// in one writev. Complete frames go straight to the socket.
+//
+// Frames from a server are not masked; the header is 2 bytes, then 2 or 8
+// bytes of extended length (RFC 6455, section 5.2). A frame is always
+// written whole, before the next (coder/websocket holds a lock for it), so
+// whatever is held is followed by the rest of its frame.
+type frameWriter struct {
+	w io.Writer
+	// held[:n] is the start of a frame whose rest has not come yet.
+	held [smallWriteBuffer]byte
+	n    int
+	// skip is how many bytes of a frame whose start was written are still
+	// to come: they go straight through.
+	skip int64
+	// bufs is the scratch of a writev.
+	bufs net.Buffers
+}
+
+// smallWriteBuffer is the write buffer handed to coder/websocket: room for
+// the longest frame header (10 bytes unmasked) and a little more.
+const smallWriteBuffer = 16
+
+// frameLen parses the header at the start of b: the whole frame's length,
+// or ok false when b holds less than the header.
+func frameLen(b []byte) (total int64, ok bool) {
+	if len(b) < 2 {
+		return 0, false
+	}
+	hdr, n := int64(2), int64(b[1]&0x7f)
+	if b[1]&0x80 != 0 {
+		hdr += 4 // masked: not from a server, but parse it right anyway
+	}
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return 0, false
+		}
+		hdr += 2
+		n = int64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		if len(b) < 10 {
+			return 0, false
+		}
+		hdr += 8
+		n = int64(binary.BigEndian.Uint64(b[2:10]) & (1<<63 - 1))
+	}
+	return hdr + n, true
+}
+
+// Write writes p, holding back the start of an incomplete last frame when
+// it is small. On an error the connection is done for: what was written
+// is not reported.
+func (fw *frameWriter) Write(p []byte) (int, error) {
+	size := len(p)
+	for len(p) > 0 {
+		switch {
+		case fw.skip > 0:
+			// The rest of a frame whose start went out already.
+			k := int(min(fw.skip, int64(len(p))))
+			if _, err := fw.w.Write(p[:k]); err != nil {
+				return 0, err
+			}
+			fw.skip -= int64(k)
+			p = p[k:]
+		case fw.n > 0:
+			// Complete the held header a byte at a time, then send the
+			// held start with the rest of its frame.
+			total, ok := frameLen(fw.held[:fw.n])
+			for !ok && len(p) > 0 && fw.n < len(fw.held) {
+				fw.held[fw.n] = p[0]
+				fw.n++
+				p = p[1:]
+				total, ok = frameLen(fw.held[:fw.n])
+			}
+			if !ok {
+				if fw.n == len(fw.held) {
+					return 0, errBadFrameStream
+				}
+				return size, nil // more header to come
+			}
+			rest := total - int64(fw.n)
+			k := int(min(rest, int64(len(p))))
+			if err := fw.writev(p[:k]); err != nil {
+				return 0, err
+			}
+			fw.skip = rest - int64(k)
+			p = p[k:]
+		default:
+			// Whole frames go out as they are; a short incomplete last
+			// one is held.
+			off := 0
+			total, ok := int64(0), false
+			for off < len(p) {
+				total, ok = frameLen(p[off:])
+				if !ok || total > int64(len(p)-off) {
+					break
+				}
+				off += int(total)
+			}
+			if off == len(p) {
+				if _, err := fw.w.Write(p); err != nil {
+					return 0, err
+				}
+				return size, nil
+			}
+			tail := p[off:]
+			if len(tail) > len(fw.held) {
+				// Not what bufio hands over; write it all.
+				if _, err := fw.w.Write(p); err != nil {
+					return 0, err
+				}
+				fw.skip = total - int64(len(tail))
+				return size, nil
+			}
+			if off > 0 {
+				if _, err := fw.w.Write(p[:off]); err != nil {
+					return 0, err
+				}
+			}
+			fw.n = copy(fw.held[:], tail)
+			return size, nil
+		}
+	}
+	return size, nil
+}
+
+// writev writes what is held and p with one system call (more if the
+// socket takes less), and forgets what was held.
+func (fw *frameWriter) writev(p []byte) error {
+	fw.bufs = append(fw.bufs[:0], fw.held[:fw.n], p)
+	fw.n = 0
+	bufs := fw.bufs
+	_, err := bufs.WriteTo(fw.w)
+	fw.bufs = fw.bufs[:0]
+	return err
+}

@@ -1,0 +1,95 @@
+package ws
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+)
+
+// frameBytes is an unmasked frame with a payload of n bytes.
+func frameBytes(n int, fill byte) []byte {
+	var h []byte
+	switch {
+	case n < 126:
+		h = []byte{0x81, byte(n)}
+	case n < 1<<16:
+		h = []byte{0x81, 126, 0, 0}
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+	default:
+		h = make([]byte, 10)
+		h[0], h[1] = 0x81, 127
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+	}
+	return append(h, bytes.Repeat([]byte{fill}, n)...)
+}
+
+// TestFrameWriterAsCoderWrites writes frames the way coder/websocket does
+// (header, payload, flush, through a smallWriteBuffer bufio.Writer) and
+// checks that after each flush the socket has every byte so far, in order:
+// nothing is held past the end of a frame.
+func TestFrameWriterAsCoderWrites(t *testing.T) {
+	sizes := []int{0, 1, 5, 6, 13, 14, 15, 16, 17, 100, 125, 126, 127, 300, 4096, 65535, 65536, 70000}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		sizes = append(sizes, rng.IntN(2000))
+	}
+	var sock bytes.Buffer
+	fw := &frameWriter{w: &sock}
+	bw := bufio.NewWriterSize(fw, smallWriteBuffer)
+	var want []byte
+	for i, n := range sizes {
+		f := frameBytes(n, byte(i))
+		hdr := len(f) - n
+		if _, err := bw.Write(f[:hdr]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bw.Write(f[hdr:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, f...)
+		if !bytes.Equal(sock.Bytes(), want) {
+			t.Fatalf("frame %d (%d bytes of payload): the socket has %d bytes, want %d", i, n, sock.Len(), len(want))
+		}
+	}
+}
+
+// FuzzFrameWriter splits a stream of frames at arbitrary points: whatever
+// the splits, the socket gets the stream unchanged, and all of it once the
+// stream ends on a frame boundary.
+func FuzzFrameWriter(f *testing.F) {
+	f.Add([]byte{3, 0, 200, 7}, []byte{1, 2, 30})
+	f.Add([]byte{130, 0}, []byte{16, 16, 16})
+	f.Fuzz(func(t *testing.T, lens []byte, cuts []byte) {
+		var stream []byte
+		for i, l := range lens {
+			n := int(l)
+			if i%5 == 4 {
+				n *= 300 // some 126-length headers
+			}
+			stream = append(stream, frameBytes(n, byte(i))...)
+		}
+		var sock bytes.Buffer
+		fw := &frameWriter{w: &sock}
+		rest := stream
+		for _, c := range cuts {
+			k := min(int(c), len(rest))
+			if _, err := fw.Write(rest[:k]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[k:]
+		}
+		if len(rest) > 0 {
+			if _, err := fw.Write(rest); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(sock.Bytes(), stream) {
+			t.Fatalf("socket got %d bytes, want the %d of the stream", sock.Len(), len(stream))
+		}
+	})
+}
