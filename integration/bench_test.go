@@ -301,6 +301,15 @@ func TestBenchFanout(t *testing.T) {
 			fmt.Fprintf(&b, "(%d, 'bench', 'bench', 'student')", id)
 			id++
 		}
+		var prof sync.WaitGroup
+		if rep == 1 {
+			prof.Add(1)
+			go func() {
+				defer prof.Done()
+				srv.saveProfile(t, "profile?seconds=3", "fanout-cpu.pprof")
+			}()
+			time.Sleep(100 * time.Millisecond)
+		}
 		db.Exec(t, b.String())
 		if !clients.waitFrames(before+n*k, 5*time.Minute) {
 			t.Fatalf("serve rep %d: %d of %d frames", rep, clients.frames.Load()-before, n*k)
@@ -308,9 +317,7 @@ func TestBenchFanout(t *testing.T) {
 		span := time.Duration(clients.lastAt.Load() - clients.firstAt.Load())
 		serveRates = append(serveRates, float64(n*k)/span.Seconds())
 		t.Logf("serve rep %d: %d deliveries in %v", rep, n*k, span)
-		if rep == 0 {
-			srv.saveProfile(t, "profile?seconds=1", "fanout-cpu-during.pprof")
-		}
+		prof.Wait()
 	}
 	if e := clients.errs.Load(); e != 0 {
 		t.Fatalf("%d client read errors", e)

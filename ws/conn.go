@@ -51,7 +51,10 @@ type conn struct {
 	ws *websocket.Conn
 	// nc is the socket under ws, closed directly when the server gives up
 	// on a graceful end.
-	nc      net.Conn
+	nc net.Conn
+	// fw is the socket's frameWriter: the writer corks it to send what it
+	// finds queued in one system call.
+	fw      *frameWriter
 	id      string
 	ip      string
 	started time.Time
@@ -112,10 +115,13 @@ type conn struct {
 	// skipUntil: events up to it were served by a catch-up that read past
 	// the hub's position. servedUpTo: how far the subscriptions marked
 	// rewind had been served when the rewind began.
-	lagging    bool
-	lagPos     broadcaster.Cursor
-	skipUntil  broadcaster.Cursor
-	servedUpTo broadcaster.Cursor
+	lagging bool
+	// wakePending: the hub queued events on c and will start its writer
+	// at the end of the batch.
+	wakePending bool
+	lagPos      broadcaster.Cursor
+	skipUntil   broadcaster.Cursor
+	servedUpTo  broadcaster.Cursor
 	// writeStart is when the write in progress began (Unix ns), 0 when
 	// none: the stall sweeper closes a connection stuck in one.
 	writeStart atomic.Int64
@@ -206,9 +212,10 @@ func (c *conn) kickLocked() {
 	go c.writeLoop()
 }
 
-// push queues f and starts the writer; full reports a full queue (f is
-// then not queued). A failed connection takes nothing and is never full.
-func (c *conn) push(f outFrame) (full bool) {
+// push queues f and, when kick, starts the writer; full reports a full
+// queue (f is then not queued). A failed connection takes nothing and is
+// never full.
+func (c *conn) push(f outFrame, kick bool) (full bool) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if c.failed.Load() {
@@ -218,8 +225,17 @@ func (c *conn) push(f outFrame) (full bool) {
 		return true
 	}
 	c.queue = append(c.queue, f)
-	c.kickLocked()
+	if kick {
+		c.kickLocked()
+	}
 	return false
+}
+
+// kick starts the writer unless one runs.
+func (c *conn) kick() {
+	c.qmu.Lock()
+	c.kickLocked()
+	c.qmu.Unlock()
 }
 
 // popLocked takes the next queued frame; c.qmu must be held. An emptied
@@ -248,9 +264,12 @@ func (c *conn) queued() int {
 	return len(c.queue) - c.head
 }
 
-// offer queues an event frame without blocking and reports whether it fit.
+// offer queues an event frame without blocking and reports whether it
+// fit. It does not start the writer: the hub does, once it has queued a
+// whole batch of events, so that the writer finds them all and sends them
+// in one system call.
 func (c *conn) offer(f outFrame) bool {
-	return !c.push(f)
+	return !c.push(f, false)
 }
 
 // wakeCatchUp tells the writer to catch up from the log; it never blocks.
@@ -265,7 +284,7 @@ func (c *conn) wakeCatchUp() {
 // answers to the client's own (rate-limited) requests or rarely from the
 // server, so a full queue means the client does not read: 4009.
 func (c *conn) enqueue(f outFrame) {
-	if c.push(f) {
+	if c.push(f, true) {
 		c.slow("slow consumer: send queue full")
 	}
 }
@@ -669,7 +688,103 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.qmu.Unlock()
-		c.writeOrDrop(f)
+		c.writeBatch(f)
+	}
+}
+
+// maxBatch bounds the frames the writer sends in one system call.
+const maxBatch = 64
+
+// writeBatch writes f and what else is queued now (up to maxBatch frames)
+// with the socket corked, so that they leave in one system call; it
+// reports false when the connection failed.
+func (c *conn) writeBatch(f outFrame) bool {
+	if c.fw == nil {
+		return c.writeOrDrop(f)
+	}
+	var (
+		frames, bytes int
+		commits       [maxBatch]int64 // of the events, Unix ns
+		events        int
+	)
+	start := c.beginWrite()
+	c.fw.cork()
+	var err error
+	for {
+		if err = c.ws.Write(context.Background(), websocket.MessageText, f.data); err != nil {
+			break
+		}
+		frames++
+		bytes += len(f.data)
+		if f.event {
+			if !f.commit.IsZero() {
+				commits[events] = f.commit.UnixNano()
+			}
+			events++
+		}
+		if frames == maxBatch {
+			break
+		}
+		var ok bool
+		c.qmu.Lock()
+		if c.failed.Load() || c.catchUpDue {
+			ok = false
+		} else {
+			f, ok = c.popLocked()
+		}
+		c.qmu.Unlock()
+		if !ok {
+			break
+		}
+	}
+	if uerr := c.fw.uncork(); err == nil {
+		err = uerr
+	}
+	c.endWrite(start)
+	if err != nil {
+		c.fail(closeInfo{code: websocket.StatusAbnormalClosure, reason: "write failed", abrupt: true})
+		return false
+	}
+	c.sent.Add(uint64(frames))
+	c.s.stats.bytes.Add(uint64(bytes))
+	c.s.stats.delivered.Add(uint64(events))
+	if obs := c.s.opts.ObserveDelivery; obs != nil {
+		for _, ns := range commits[:events] {
+			var at time.Time
+			if ns != 0 {
+				at = time.Unix(0, ns)
+			}
+			obs(at)
+		}
+	}
+	return true
+}
+
+// beginWrite arms the socket's write deadline and marks a write in
+// progress for the stall sweeper.
+func (c *conn) beginWrite() time.Time {
+	// A deadline on the socket bounds the write, rather than a context:
+	// coder/websocket keeps the context of the last write for as long as
+	// the connection lives (with its timer and channel, ~300 bytes).
+	now := time.Now()
+	if c.nc != nil {
+		_ = c.nc.SetWriteDeadline(now.Add(writeTimeout))
+	}
+	c.writeStart.Store(now.UnixNano())
+	return now
+}
+
+func (c *conn) endWrite(time.Time) { c.writeStart.Store(0) }
+
+// wrote counts a frame written.
+func (c *conn) wrote(f outFrame) {
+	c.sent.Add(1)
+	c.s.stats.bytes.Add(uint64(len(f.data)))
+	if f.event {
+		c.s.stats.delivered.Add(1)
+		if obs := c.s.opts.ObserveDelivery; obs != nil {
+			obs(f.commit)
+		}
 	}
 }
 
@@ -684,27 +799,13 @@ func (c *conn) writeOrDrop(f outFrame) bool {
 }
 
 func (c *conn) write(f outFrame) error {
-	// A deadline on the socket bounds the write, rather than a context:
-	// coder/websocket keeps the context of the last write for as long as
-	// the connection lives (with its timer and channel, ~300 bytes).
-	now := time.Now()
-	if c.nc != nil {
-		_ = c.nc.SetWriteDeadline(now.Add(writeTimeout))
-	}
-	c.writeStart.Store(now.UnixNano())
+	start := c.beginWrite()
 	err := c.ws.Write(context.Background(), websocket.MessageText, f.data)
-	c.writeStart.Store(0)
+	c.endWrite(start)
 	if err != nil {
 		return err
 	}
-	c.sent.Add(1)
-	c.s.stats.bytes.Add(uint64(len(f.data)))
-	if f.event {
-		c.s.stats.delivered.Add(1)
-		if obs := c.s.opts.ObserveDelivery; obs != nil {
-			obs(f.commit)
-		}
-	}
+	c.wrote(f)
 	return nil
 }
 

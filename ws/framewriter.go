@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 )
 
 // errBadFrameStream: what went through was not a sequence of frames.
@@ -26,7 +27,18 @@ var errBadFrameStream = errors.New("ws: frame writer: no frame header within the
 // written whole, before the next (coder/websocket holds a lock for it), so
 // whatever is held is followed by the rest of its frame.
 type frameWriter struct {
-	w io.Writer
+	// mu serializes Write (coder/websocket's writers: the connection's
+	// writer, a ping, a close) with cork and uncork (the writer).
+	mu sync.Mutex
+	w  io.Writer
+	// corked: output is collected in pend, and written by uncork in one
+	// writev. Pieces shorter than copyBelow are copied into arena (they
+	// may be bufio's buffer, or a control frame's payload, both reused);
+	// longer ones are event and reply frames, which are never changed
+	// after they are queued, and are referenced.
+	corked bool
+	pend   net.Buffers
+	arena  []byte
 	// held[:n] is the start of a frame whose rest has not come yet.
 	held [smallWriteBuffer]byte
 	n    int
@@ -72,13 +84,19 @@ func frameLen(b []byte) (total int64, ok bool) {
 // it is small. On an error the connection is done for: what was written
 // is not reported.
 func (fw *frameWriter) Write(p []byte) (int, error) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return fw.write(p)
+}
+
+func (fw *frameWriter) write(p []byte) (int, error) {
 	size := len(p)
 	for len(p) > 0 {
 		switch {
 		case fw.skip > 0:
 			// The rest of a frame whose start went out already.
 			k := int(min(fw.skip, int64(len(p))))
-			if _, err := fw.w.Write(p[:k]); err != nil {
+			if err := fw.emit(p[:k]); err != nil {
 				return 0, err
 			}
 			fw.skip -= int64(k)
@@ -119,7 +137,7 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 				off += int(total)
 			}
 			if off == len(p) {
-				if _, err := fw.w.Write(p); err != nil {
+				if err := fw.emit(p); err != nil {
 					return 0, err
 				}
 				return size, nil
@@ -127,14 +145,14 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 			tail := p[off:]
 			if len(tail) > len(fw.held) {
 				// Not what bufio hands over; write it all.
-				if _, err := fw.w.Write(p); err != nil {
+				if err := fw.emit(p); err != nil {
 					return 0, err
 				}
 				fw.skip = total - int64(len(tail))
 				return size, nil
 			}
 			if off > 0 {
-				if _, err := fw.w.Write(p[:off]); err != nil {
+				if err := fw.emit(p[:off]); err != nil {
 					return 0, err
 				}
 			}
@@ -146,12 +164,97 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 }
 
 // writev writes what is held and p with one system call (more if the
-// socket takes less), and forgets what was held.
+// socket takes less), or collects them when corked, and forgets what was
+// held.
 func (fw *frameWriter) writev(p []byte) error {
-	fw.bufs = append(fw.bufs[:0], fw.held[:fw.n], p)
+	held := fw.held[:fw.n]
 	fw.n = 0
+	if fw.corked {
+		fw.collect(held)
+		fw.collect(p)
+		return nil
+	}
+	fw.bufs = append(fw.bufs[:0], held, p)
 	bufs := fw.bufs
 	_, err := bufs.WriteTo(fw.w)
+	clear(fw.bufs[:2])
 	fw.bufs = fw.bufs[:0]
+	return err
+}
+
+// emit writes p, or collects it when corked.
+func (fw *frameWriter) emit(p []byte) error {
+	if fw.corked {
+		fw.collect(p)
+		return nil
+	}
+	_, err := fw.w.Write(p)
+	return err
+}
+
+// copyBelow: collected pieces shorter than this are copied.
+const copyBelow = 256
+
+// arenaSize is the size of a copy arena.
+const arenaSize = 4096
+
+var arenas = sync.Pool{New: func() any { b := make([]byte, 0, arenaSize); return &b }}
+
+// collect adds p to what uncork writes.
+func (fw *frameWriter) collect(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if len(p) >= copyBelow {
+		fw.pend = append(fw.pend, p)
+		return
+	}
+	if fw.arena == nil || cap(fw.arena)-len(fw.arena) < len(p) {
+		fw.arena = (*arenas.Get().(*[]byte))[:0]
+	}
+	start := len(fw.arena)
+	fw.arena = append(fw.arena, p...)
+	piece := fw.arena[start:len(fw.arena):len(fw.arena)]
+	// Adjacent copies in one arena make one piece.
+	if n := len(fw.pend); n > 0 {
+		last := fw.pend[n-1]
+		if len(last) > 0 && cap(last) == len(last) && start >= len(last) &&
+			&fw.arena[start-len(last)] == &last[0] {
+			fw.pend[n-1] = fw.arena[start-len(last) : len(fw.arena) : len(fw.arena)]
+			return
+		}
+	}
+	fw.pend = append(fw.pend, piece)
+}
+
+// cork starts collecting: nothing goes out until uncork.
+func (fw *frameWriter) cork() {
+	fw.mu.Lock()
+	fw.corked = true
+	fw.mu.Unlock()
+}
+
+// uncork writes what was collected, in one writev when the socket takes
+// it all, and goes back to writing through.
+func (fw *frameWriter) uncork() error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	fw.corked = false
+	if len(fw.pend) == 0 {
+		return nil
+	}
+	bufs := fw.pend
+	_, err := bufs.WriteTo(fw.w)
+	clear(fw.pend)
+	fw.pend = fw.pend[:0]
+	if cap(fw.pend) > 64 {
+		fw.pend = nil
+	}
+	if fw.arena != nil {
+		// Pieces of earlier arenas are garbage now; this one goes back.
+		a := fw.arena[:0]
+		fw.arena = nil
+		arenas.Put(&a)
+	}
 	return err
 }

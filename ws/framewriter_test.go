@@ -64,6 +64,7 @@ func TestFrameWriterAsCoderWrites(t *testing.T) {
 func FuzzFrameWriter(f *testing.F) {
 	f.Add([]byte{3, 0, 200, 7}, []byte{1, 2, 30})
 	f.Add([]byte{130, 0}, []byte{16, 16, 16})
+	f.Add([]byte{3, 200, 1, 100, 9}, []byte{0x81, 5, 0x90, 3, 0x85, 120, 0x80})
 	f.Fuzz(func(t *testing.T, lens []byte, cuts []byte) {
 		var stream []byte
 		for i, l := range lens {
@@ -77,7 +78,18 @@ func FuzzFrameWriter(f *testing.F) {
 		fw := &frameWriter{w: &sock}
 		rest := stream
 		for _, c := range cuts {
-			k := min(int(c), len(rest))
+			// The high bit corks or uncorks before the cut, anywhere in
+			// a frame, as the writer may while a ping is being written.
+			if c&0x80 != 0 {
+				if fw.corked {
+					if err := fw.uncork(); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					fw.cork()
+				}
+			}
+			k := min(int(c&0x7f), len(rest))
 			if _, err := fw.Write(rest[:k]); err != nil {
 				t.Fatal(err)
 			}
@@ -87,6 +99,9 @@ func FuzzFrameWriter(f *testing.F) {
 			if _, err := fw.Write(rest); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if err := fw.uncork(); err != nil {
+			t.Fatal(err)
 		}
 		if !bytes.Equal(sock.Bytes(), stream) {
 			t.Fatalf("socket got %d bytes, want the %d of the stream", sock.Len(), len(stream))

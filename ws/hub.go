@@ -31,6 +31,9 @@ type hub struct {
 	// touched and envelopes are per-event scratch space.
 	touched   []*conn
 	envelopes map[string][]byte
+	// wake lists the connections publish queued events on, whose writers
+	// wakeWriters starts.
+	wake []*conn
 }
 
 // subscription is one channel of one connection.
@@ -97,6 +100,7 @@ func (s *Server) Run(ctx context.Context) error {
 		for i := range evs {
 			s.hub.publish(&evs[i], s.logger)
 		}
+		s.hub.wakeWriters()
 		if len(evs) > 0 {
 			pos = evs[len(evs)-1].ID
 		}
@@ -118,6 +122,19 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// wakeWriters starts the writers of the connections publish queued events
+// on since the last call.
+func (h *hub) wakeWriters() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, c := range h.wake {
+		c.wakePending = false
+		c.kick()
+		h.wake[i] = nil
+	}
+	h.wake = h.wake[:0]
 }
 
 // position returns the hub's position.
@@ -203,6 +220,9 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 			// Everything up to prev is queued (or was never due): the
 			// connection goes on from there by itself.
 			h.lag(c, prev)
+		} else if !c.wakePending {
+			c.wakePending = true
+			h.wake = append(h.wake, c)
 		}
 	}
 }

@@ -140,8 +140,9 @@ const connReadBuffer = 128
 // connections, buffers would be most of their memory.
 type smallBuffers struct {
 	http.ResponseWriter
-	// nc is the hijacked connection.
+	// nc is the hijacked connection; fw writes to it.
 	nc net.Conn
+	fw *frameWriter
 }
 
 // Hijack takes the connection over from net/http, keeping any bytes
@@ -163,5 +164,6 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: nc}, smallWriteBuffer)), nil
+	w.fw = &frameWriter{w: nc}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.fw, smallWriteBuffer)), nil
 }

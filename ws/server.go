@@ -311,7 +311,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, wsc, ip)
-	c.nc = sb.nc
+	c.nc, c.fw = sb.nc, sb.fw
 	if !s.addConn(c) {
 		s.stats.closed(int(websocket.StatusGoingAway))
 		wsc.Close(websocket.StatusGoingAway, "going away")
