@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -201,5 +204,40 @@ func TestTokenAndVersion(t *testing.T) {
 	}
 	if code, _, stderr := run(t, nil, "check", "--config", filepath.Join(t.TempDir(), "none.yaml")); code != 2 || !strings.Contains(stderr, "none.yaml") {
 		t.Fatalf("missing config file: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestServePprof: `serve --pprof addr` serves Go's runtime profiles on a
+// listener of its own, and says so in its log.
+func TestServePprof(t *testing.T) {
+	db := NewDB(t, WithExampleData())
+	cfg := WriteConfig(t, db, map[string]any{
+		"source.slot": "s_" + db.Name, "server.listen": "127.0.0.1:0", "auth.jwt.secret": gwSecret,
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	p := Start(t, nil, "serve", "--config", cfg, "--pprof", addr)
+	p.WaitStderr(t, `"msg":"pprof profiles served; keep this address private","listen":"`+addr+`"`, readyTimeout)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "serve") {
+		t.Fatalf("GET /debug/pprof/cmdline: %d %q", resp.StatusCode, body)
+	}
+	m := servingListen.FindStringSubmatch(p.Stderr())
+	if m == nil {
+		p.WaitStderr(t, `"msg":"serving"`, readyTimeout)
+		m = servingListen.FindStringSubmatch(p.Stderr())
+	}
+	// The public listener has no profiles.
+	resp2, err := http.Get("http://" + m[1] + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode == http.StatusOK {
+		t.Fatal("the public listener serves /debug/pprof/")
 	}
 }
