@@ -495,17 +495,33 @@ type receiver struct {
 
 func (r *receiver) loop(ctx context.Context) error {
 	s := r.s
+	// Reads wait at most until the next status update is due, through a
+	// deadline on the socket set once per status interval (a context with
+	// a deadline per message cost a timer and a registration for each of
+	// millions of messages); ending ctx wakes a waiting read the same way.
+	// A read that times out leaves the connection usable (pgconn).
+	nc := r.conn.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(time.Now()) })
+	defer stop()
 	nextStatus := time.Now().Add(s.cfg.StatusInterval)
+	if err := nc.SetReadDeadline(nextStatus); err != nil {
+		return fmt.Errorf("set read deadline: %w", err)
+	}
 	for {
 		if !time.Now().Before(nextStatus) {
 			if err := r.sendStatus(ctx); err != nil {
 				return err
 			}
 			nextStatus = time.Now().Add(s.cfg.StatusInterval)
+			if err := nc.SetReadDeadline(nextStatus); err != nil {
+				return fmt.Errorf("set read deadline: %w", err)
+			}
+			if ctx.Err() != nil {
+				// Ended while the deadline was moved: wake the read.
+				_ = nc.SetReadDeadline(time.Now())
+			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := r.conn.ReceiveMessage(rctx)
-		cancel()
+		raw, err := r.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue

@@ -712,8 +712,12 @@ func (s *Server) trusted(ip string) bool {
 	if err != nil {
 		return false
 	}
+	// A prefix never contains a zoned address, so a link-local proxy
+	// ("fe80::1%eth0", and "::%0" found by FuzzClientIP) was never trusted,
+	// even when listed: the zone only names the interface, drop it.
+	addr = addr.WithZone("").Unmap()
 	for _, p := range s.proxies {
-		if p.Contains(addr.Unmap()) {
+		if p.Contains(addr) {
 			return true
 		}
 	}

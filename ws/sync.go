@@ -111,6 +111,11 @@ func parseSync(r *http.Request) (*syncRequest, error) {
 			if serr != nil {
 				return nil, errors.New("wait: a duration such as 25s")
 			}
+			// Range-checked before converting: wait=18446744074 overflowed
+			// time.Duration to 0.29s and was accepted (FuzzParseSync seed).
+			if secs < 0 || secs > int(MaxSyncWait/time.Second) {
+				return nil, errors.New("wait: from 0 to 30s")
+			}
 			d = time.Duration(secs) * time.Second
 		}
 		if d < 0 || d > MaxSyncWait {
