@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,7 +241,18 @@ func TestBenchLatency(t *testing.T) {
 	var report strings.Builder
 	fmt.Fprintf(&report, "### Commit-to-client latency\n\n%s\n\nTime from the writer's commit (its INSERT returned) to the last of N clients reading the event; pg_recvlogical reads the same commits at the same time. Single-row transactions, 8 writer connections, open-loop schedule.\n\n| clients | rows/s (achieved) | deliveries/s | serve p50 / p99 / max (ms) | pg_recvlogical p50 / p99 / max (ms) | added p50 / p99 (ms) |\n|---|---|---|---|---|---|\n", machineLine(t))
 	var base int64 = 10_000_000
-	for _, n := range []int{1, 1000, 10000} {
+	ns := []int{1, 1000, 10000}
+	if v := os.Getenv("BENCH_LATENCY_CLIENTS"); v != "" {
+		ns = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatalf("BENCH_LATENCY_CLIENTS=%q: %v", v, err)
+			}
+			ns = append(ns, n)
+		}
+	}
+	for _, n := range ns {
 		db := NewDB(t, WithExampleData())
 		srv := startBenchServe(t, db, "s_"+db.Name, nil)
 		clients := dialBenchClients(t, srv.wsURL, n, benchRole, []string{benchChannel}, nil)
@@ -263,7 +275,19 @@ func TestBenchLatency(t *testing.T) {
 			pgRec := newRecorder(base, rows, 1)
 			clients.rec = rec
 			stop := startRecvLogicalTD(t, db, "bl_"+db.Name, pgRec)
+			cpu0, self0 := cpuSeconds(t, srv.proc.Cmd.Process.Pid), cpuSeconds(t, os.Getpid())
+			var prof sync.WaitGroup
+			if os.Getenv("BENCH_PROFILE") != "" {
+				prof.Add(1)
+				go func() {
+					defer prof.Done()
+					srv.saveProfile(t, "profile?seconds=4", fmt.Sprintf("latency-cpu-%d-%d.pprof", n, rate))
+				}()
+			}
 			wrote, achieved := writeAtRate(t, db, base, rate, d, rec, pgRec)
+			prof.Wait()
+			t.Logf("N=%d rate=%d: CPU during the writes: serve %.0f%%, clients+writer %.0f%% (of one core)", n, rate,
+				100*(cpuSeconds(t, srv.proc.Cmd.Process.Pid)-cpu0)/d.Seconds(), 100*(cpuSeconds(t, os.Getpid())-self0)/d.Seconds())
 			waitUntil := time.Now().Add(30 * time.Second)
 			for !(rec.complete(wrote) && pgRec.complete(wrote)) && time.Now().Before(waitUntil) {
 				time.Sleep(10 * time.Millisecond)
@@ -290,8 +314,57 @@ func TestBenchLatency(t *testing.T) {
 		}
 		clients.close()
 		srv.proc.Kill(t)
+		if n > 1 {
+			// The same fan-out from the ceiling program, at the lowest rate
+			// measured above: what one frame to N clients costs here at
+			// the least.
+			ceilingLatency(t, &report, n, rates[0], 5*time.Second)
+		}
 	}
+	report.WriteString("\nceiling rows: the minimal coder/websocket program (integration/ceiling) sending one frame to the same N clients at the same rate; the time from its request to the last client reading that frame.\n")
 	benchReport(t, "%s", report.String())
+}
+
+// ceilingLatency measures the ceiling program getting one frame to n
+// clients, rate times a second for d: p50, p99 and max of the time from
+// the request to the last client reading that frame.
+func ceilingLatency(t *testing.T, report *strings.Builder, n, rate int, d time.Duration) {
+	t.Helper()
+	framePath := filepath.Join(t.TempDir(), "frame.json")
+	frame := `{"type":"event","channels":["role:student"],"event":{"cursor":"0000000016B3748C-00000003","eventType":"announcement.created","table":"announcements","op":"insert","commitTime":"2026-11-27T12:00:00.000000Z","data":{"id":7,"target_role":"student","is_pinned":false}}}`
+	if err := os.WriteFile(framePath, []byte(frame), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ceil := startCeiling(t, framePath)
+	fires := int(float64(rate) * d.Seconds())
+	rec := newRecorder(0, fires, n)
+	cc := dialBenchClients(t, "ws://"+ceil+"/ws", n, benchRole, nil, nil)
+	defer cc.close()
+	cc.ordinal = true
+	cc.rec = rec
+	hc := &http.Client{Timeout: time.Minute}
+	start := time.Now()
+	for k := range fires {
+		if w := time.Until(start.Add(time.Duration(float64(k) / float64(rate) * float64(time.Second)))); w > 0 {
+			time.Sleep(w)
+		}
+		rec.committed(int64(k), time.Now().UnixNano())
+		resp, err := hc.Post(fmt.Sprintf("http://%s/fire?count=1", ceil), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !rec.complete(fires) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	lat, incomplete := rec.latencies(fires)
+	if incomplete > 0 {
+		fmt.Fprintf(report, "| %d | ceiling: %d frames/s | %d | saturated: %d of %d frames not at every client 30 s after the last | | |\n", n, rate, n*rate, incomplete, fires)
+		return
+	}
+	fmt.Fprintf(report, "| %d | ceiling: %d frames/s | %d | %s / %s / %s | | |\n", n, rate, n*rate, ms(quantile(lat, .5)), ms(quantile(lat, .99)), ms(lat[len(lat)-1]))
 }
 
 // ---- 3. Fan-out ----
@@ -540,4 +613,17 @@ func TestBenchACL(t *testing.T) {
 	}
 	benchReport(t, "### ACL cost\n\n%s\n\nSubscribes per second over %d connections, one channel per request, each waiting for its answer (%d channels per pass).\n\n| rule | SQL queries | subscribes/s |\n|---|---|---|\n| `sql` (class_teachers), cold | %.0f | %.0f |\n| `sql`, cached (same channels again) | %.0f | %.0f |\n| `roles` (admin; no query) | %.0f | %.0f |\n",
 		machineLine(t), conns, classes, coldQ, cold, cachedQ, cached, adminQ, admin)
+}
+
+// cpuSeconds is the user+system CPU time of process pid so far.
+func cpuSeconds(t *testing.T, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("read /proc/%d/stat: %v", pid, err)
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks: USER_HZ is 100 on Linux
 }

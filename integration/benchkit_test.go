@@ -165,7 +165,10 @@ type benchClients struct {
 	// since reset.
 	firstAt, lastAt atomic.Int64
 	errs            atomic.Int64
-	wg              sync.WaitGroup
+	// ordinal: frames carry no row id (the ceiling program's); the n-th
+	// frame a client reads counts as id n.
+	ordinal bool
+	wg      sync.WaitGroup
 	cancel          context.CancelFunc
 	ctx             context.Context
 }
@@ -274,6 +277,7 @@ var dataID = []byte(`"data":{"id":`)
 func (bc *benchClients) read(c *websocket.Conn) {
 	defer bc.wg.Done()
 	buf := make([]byte, 0, 4096)
+	var nth int64
 	for {
 		_, r, err := c.Reader(bc.ctx)
 		if err != nil {
@@ -301,6 +305,13 @@ func (bc *benchClients) read(c *websocket.Conn) {
 		bc.frames.Add(1)
 		bc.firstAt.CompareAndSwap(0, now)
 		bc.lastAt.Store(now)
+		if bc.ordinal {
+			if bc.rec != nil {
+				bc.rec.received(nth, now)
+			}
+			nth++
+			continue
+		}
 		if i := bytes.Index(buf, dataID); i >= 0 {
 			bc.events.Add(1)
 			if bc.rec != nil {

@@ -54,10 +54,12 @@ type conn struct {
 	nc net.Conn
 	// fw is the socket's frameWriter: the writer corks it to send what it
 	// finds queued in one system call.
-	fw      *frameWriter
-	id      string
-	ip      string
-	started time.Time
+	fw *frameWriter
+	// deadline is the socket\'s write deadline (Unix ns); the writer\'s.
+	deadline int64
+	id       string
+	ip       string
+	started  time.Time
 	// ctx is the server's hardCtx: reads, writes and access checks stop
 	// when it ends.
 	ctx context.Context
@@ -766,9 +768,13 @@ func (c *conn) beginWrite() time.Time {
 	// A deadline on the socket bounds the write, rather than a context:
 	// coder/websocket keeps the context of the last write for as long as
 	// the connection lives (with its timer and channel, ~300 bytes).
+	// The deadline is moved only once half of it is used: moving it is a
+	// runtime timer update, and a busy connection writes often. So a write
+	// has between writeTimeout/2 and writeTimeout.
 	now := time.Now()
-	if c.nc != nil {
-		_ = c.nc.SetWriteDeadline(now.Add(writeTimeout))
+	if c.nc != nil && now.UnixNano() > c.deadline-int64(writeTimeout/2) {
+		c.deadline = now.Add(writeTimeout).UnixNano()
+		_ = c.nc.SetWriteDeadline(time.Unix(0, c.deadline))
 	}
 	c.writeStart.Store(now.UnixNano())
 	return now

@@ -21,7 +21,8 @@ const (
 	badFrameRefill = time.Minute / badFrameBurst
 	// floodFactor × burst requests refused in a row close with 4008.
 	floodFactor = 3
-	// writeTimeout bounds one frame's write to a client.
+	// writeTimeout bounds a write to a client (from half of it to all of
+	// it: conn.beginWrite moves the deadline lazily).
 	writeTimeout = 10 * time.Second
 	// catchUpPage is how many log events a catching-up connection reads at
 	// a time.
