@@ -340,6 +340,7 @@ func ceilingLatency(t *testing.T, report *strings.Builder, n, rate int, d time.D
 	rec := newRecorder(0, fires, n)
 	cc := dialBenchClients(t, "ws://"+ceil+"/ws", n, benchRole, nil, nil)
 	defer cc.close()
+	waitCeilingConns(t, ceil, n)
 	cc.ordinal = true
 	cc.rec = rec
 	hc := &http.Client{Timeout: time.Minute}
@@ -438,6 +439,7 @@ func TestBenchFanout(t *testing.T) {
 	}
 	ceil := startCeiling(t, framePath)
 	cc := dialBenchClients(t, "ws://"+ceil+"/ws", n, benchRole, nil, nil)
+	waitCeilingConns(t, ceil, n)
 	var ceilRates []float64
 	for rep := range reps {
 		cc.resetTimes()
@@ -459,6 +461,29 @@ func TestBenchFanout(t *testing.T) {
 	s, c := serveRates[reps/2], ceilRates[reps/2]
 	benchReport(t, "### Fan-out\n\n%s\n\n%d clients subscribed to one channel; serve fans out one %d-row transaction (%d deliveries of a %d-byte frame); the ceiling program writes that same frame %d times to as many coder/websocket connections. Median of %d runs, first to last frame read by any client.\n\n| | deliveries/s | ratio |\n|---|---|---|\n| ceiling (integration/ceiling) | %.0f | 1 |\n| serve | %.0f | **%.2f** |\n",
 		machineLine(t), n, k, n*k, len(frame), k, reps, c, s, s/c)
+}
+
+// waitCeilingConns waits until the ceiling program has registered n
+// connections (a client's dial returns before the server's handler has).
+func waitCeilingConns(t *testing.T, addr string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get("http://" + addr + "/conns")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var have int
+		_, err = fmt.Fscan(resp.Body, &have)
+		resp.Body.Close()
+		if err == nil && have >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ceiling program has %d of %d connections", have, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // startCeiling builds and starts the ceiling program; it returns its

@@ -169,8 +169,8 @@ type benchClients struct {
 	// frame a client reads counts as id n.
 	ordinal bool
 	wg      sync.WaitGroup
-	cancel          context.CancelFunc
-	ctx             context.Context
+	cancel  context.CancelFunc
+	ctx     context.Context
 }
 
 // benchDialers spread the clients over source addresses 127.0.0.1-16, so

@@ -3,7 +3,8 @@
 // many connections with coder/websocket, the library the gateway uses. It
 // accepts connections on /ws (a goroutine reads each, for pings and the
 // close handshake), and on POST /fire?count=K writes the frame in -frame K
-// times to every connection, one goroutine per connection. Nothing is
+// times to every connection, one goroutine per connection (GET /conns
+// says how many it has). Nothing is
 // parsed, checked, queued or counted: what the gateway does beyond this is
 // its cost.
 //
@@ -50,6 +51,12 @@ func main() {
 		// Read (pings, close) until the peer goes.
 		_, _, _ = c.Read(context.Background())
 		_ = c.CloseNow()
+	})
+	mux.HandleFunc("/conns", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := len(conns)
+		mu.Unlock()
+		fmt.Fprintf(w, "%d\n", n)
 	})
 	mux.HandleFunc("/fire", func(w http.ResponseWriter, r *http.Request) {
 		count, err := strconv.Atoi(r.URL.Query().Get("count"))
