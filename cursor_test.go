@@ -74,6 +74,9 @@ func FuzzParseCursor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseCursor(s)
 		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("ParseCursor(%q): an error without a message", s)
+			}
 			return
 		}
 		if !strings.EqualFold(c.String(), s) {

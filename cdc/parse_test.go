@@ -136,8 +136,15 @@ func FuzzParseMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, v2 bool) {
 		m, err := ParseMessage(data, v2)
-		if err == nil && m == nil {
+		switch {
+		case err != nil:
+			if m != nil || err.Error() == "" {
+				t.Fatalf("error %q with message %v", err, m)
+			}
+		case m == nil:
 			t.Fatal("nil message without an error")
+		case len(data) == 0 || m.Type() != pglogrepl.MessageType(data[0]):
+			t.Fatalf("message of type %q parsed from a message of type %q", m.Type(), firstByte(data))
 		}
 	})
 }
