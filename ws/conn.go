@@ -54,12 +54,10 @@ type conn struct {
 	nc net.Conn
 	// fw is the socket's frameWriter: the writer corks it to send what it
 	// finds queued in one system call.
-	fw *frameWriter
-	// deadline is the socket\'s write deadline (Unix ns); the writer\'s.
-	deadline int64
-	id       string
-	ip       string
-	started  time.Time
+	fw      *frameWriter
+	id      string
+	ip      string
+	started time.Time
 	// ctx is the server's hardCtx: reads, writes and access checks stop
 	// when it ends.
 	ctx context.Context
@@ -85,12 +83,10 @@ type conn struct {
 	// done is closed when the writer has closed the connection.
 	done chan struct{}
 
-	// quit is closed by fail; the writer then closes the connection as
-	// why says.
-	quit     chan struct{}
 	failOnce sync.Once
 	failed   atomic.Bool
-	// why is written once by fail before failed and quit are set.
+	// why is written once by fail before failed is set; the writer then
+	// closes the connection as it says.
 	why closeInfo
 	// sent counts the frames written.
 	sent atomic.Uint64
@@ -100,7 +96,9 @@ type conn struct {
 	// re-armed for the expiry itself; pingT pings.
 	tmu                  sync.Mutex
 	authT, tokenT, pingT *time.Timer
-	timersOff            bool
+	// tokenExp is the expiry tokenT is armed for.
+	tokenExp  time.Time
+	timersOff bool
 
 	authed atomic.Bool
 	mu     sync.Mutex // protects claims
@@ -144,7 +142,6 @@ func newConn(s *Server, wsc *websocket.Conn, ip string) *conn {
 		ctx:       s.hardCtx,
 		queueMax:  s.limits.SendQueue,
 		done:      make(chan struct{}),
-		quit:      make(chan struct{}),
 		subs:      make(map[string]*subscription),
 		msgLimit:  newMsgLimiter(s.limits.MaxMessagesPerSecond),
 		badFrames: newBadFrameLimiter(),
@@ -194,7 +191,6 @@ func (c *conn) fail(why closeInfo) bool {
 	c.failOnce.Do(func() {
 		c.why = why
 		c.failed.Store(true)
-		close(c.quit)
 		did = true
 	})
 	if did {
@@ -225,6 +221,13 @@ func (c *conn) push(f outFrame, kick bool) (full bool) {
 	}
 	if len(c.queue)-c.head >= c.queueMax {
 		return true
+	}
+	if c.head > 0 && len(c.queue) == cap(c.queue) {
+		// Reuse the taken front rather than grow: a connection whose
+		// queue never quite empties would otherwise grow it for good.
+		n := copy(c.queue, c.queue[c.head:])
+		clear(c.queue[n:])
+		c.queue, c.head = c.queue[:n], 0
 	}
 	c.queue = append(c.queue, f)
 	if kick {
@@ -308,9 +311,12 @@ func (c *conn) setClaims(claims *acl.Claims) {
 	if c.timersOff {
 		return
 	}
-	stopTimer(c.tokenT)
-	c.tokenT = nil
 	exp := claims.ExpiresAt
+	if c.tokenT != nil && exp.Equal(c.tokenExp) {
+		return // a new token with the same expiry: the timer stands
+	}
+	stopTimer(c.tokenT)
+	c.tokenT, c.tokenExp = nil, exp
 	if exp.IsZero() {
 		return
 	}
@@ -762,20 +768,10 @@ func (c *conn) writeBatch(f outFrame) bool {
 	return true
 }
 
-// beginWrite arms the socket's write deadline and marks a write in
-// progress for the stall sweeper.
+// beginWrite marks a write in progress for the stall sweeper. The socket's
+// write deadline is the frameWriter's (arm).
 func (c *conn) beginWrite() time.Time {
-	// A deadline on the socket bounds the write, rather than a context:
-	// coder/websocket keeps the context of the last write for as long as
-	// the connection lives (with its timer and channel, ~300 bytes).
-	// The deadline is moved only once half of it is used: moving it is a
-	// runtime timer update, and a busy connection writes often. So a write
-	// has between writeTimeout/2 and writeTimeout.
 	now := time.Now()
-	if c.nc != nil && now.UnixNano() > c.deadline-int64(writeTimeout/2) {
-		c.deadline = now.Add(writeTimeout).UnixNano()
-		_ = c.nc.SetWriteDeadline(time.Unix(0, c.deadline))
-	}
 	c.writeStart.Store(now.UnixNano())
 	return now
 }

@@ -40,11 +40,12 @@
 //     of its own, tracked like the connections.
 //
 // Once authenticated, nothing closes a connection but the writer (or
-// coder/websocket itself, on a broken socket or an oversized frame): every
-// other goroutine asks for a close with conn.fail, which never blocks and
-// starts the writer if none runs. Reads take no context (an idle read would
-// hold a registration with one); Shutdown, once its deadline has passed,
-// closes the sockets under the connections instead.
+// coder/websocket itself, on a broken socket or an oversized frame, or the
+// stall sweeper, for a writer stuck in a write): every other goroutine asks
+// for a close with conn.fail, which never blocks and starts the writer if
+// none runs. Reads take no context (an idle read would hold a registration
+// with one); Shutdown, once its deadline has passed, closes the sockets
+// under the connections instead.
 //
 // # Memory of a connection
 //
@@ -72,10 +73,14 @@
 //     so a client never sees an event of a channel after its unsubscribed
 //     or revoked, and sees every event after the cursor it is handed.
 //   - conn.mu protects the connection's claims; conn.qmu its send queue
-//     and whether its writer runs; conn.tmu its timers.
+//     and whether its writer runs; conn.tmu its timers. Order: hub.mu
+//     before conn.qmu (the hub queues under its lock); conn.tmu before
+//     conn.mu (a token timer reads the claims).
 //   - ipLimiter.mu, counters.mu and auditLog.mu protect what their comments
-//     say. Locks are never held across a network write or an access check;
-//     queueing a frame never blocks.
+//     say. Locks are never held across an access check, nor across a
+//     network write but for frameWriter.mu, which serializes the socket's
+//     writes (taken inside coder/websocket's own write lock, never before
+//     hub.mu or conn.qmu); queueing a frame never blocks.
 //
 // # Limits
 //
@@ -94,7 +99,7 @@
 //     limit; over it the upgrade is answered with HTTP 429.
 //   - A user's connection beyond max_connections_per_user closes that
 //     user's oldest connection with 4010.
-//   - A write that does not complete within 10 s, or a ping unanswered
+//   - A write that does not complete within 5–10 s, or a ping unanswered
 //     within the heartbeat interval, drops the connection.
 //
 // # Audit log

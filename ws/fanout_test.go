@@ -329,7 +329,7 @@ func TestFullQueueCatchesUp(t *testing.T) {
 // hubTestConn is a connection for tests of the hub alone: no socket, no
 // writer; frames stay queued (at most queue) for the test to take.
 func hubTestConn(queue int) *conn {
-	return &conn{queueMax: queue, noWriter: true, quit: make(chan struct{}), done: make(chan struct{}), subs: make(map[string]*subscription)}
+	return &conn{queueMax: queue, noWriter: true, done: make(chan struct{}), subs: make(map[string]*subscription)}
 }
 
 // take takes the next queued frame of a hubTestConn.

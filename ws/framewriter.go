@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // errBadFrameStream: what went through was not a sequence of frames.
@@ -47,6 +48,36 @@ type frameWriter struct {
 	skip int64
 	// bufs is the scratch of a writev.
 	bufs net.Buffers
+	// setDeadline sets the socket's write deadline; deadline is the one set
+	// (Unix ns). Every write to the socket, whoever makes it (the writer,
+	// a ping, coder/websocket's pong or close), first moves the deadline
+	// when half of it is used (arm): a deadline set for one write and left
+	// would fail the next one after an idle spell.
+	setDeadline func(time.Time) error
+	deadline    int64
+	// now is time.Now, but for tests.
+	now func() time.Time
+	// closeCorked: a close frame was collected while corked. coder/websocket
+	// may close the socket right after writing a close frame (its echo of
+	// the client's close), so it goes out at once, not at uncork.
+	closeCorked bool
+}
+
+// arm moves the write deadline to writeTimeout from now once half of it is
+// used; fw.mu is held.
+func (fw *frameWriter) arm() {
+	if fw.setDeadline == nil {
+		return
+	}
+	now := time.Now
+	if fw.now != nil {
+		now = fw.now
+	}
+	t := now()
+	if t.UnixNano() > fw.deadline-int64(writeTimeout/2) {
+		fw.deadline = t.Add(writeTimeout).UnixNano()
+		_ = fw.setDeadline(time.Unix(0, fw.deadline))
+	}
 }
 
 // smallWriteBuffer is the write buffer handed to coder/websocket: room for
@@ -86,8 +117,19 @@ func frameLen(b []byte) (total int64, ok bool) {
 func (fw *frameWriter) Write(p []byte) (int, error) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	return fw.write(p)
+	n, err := fw.write(p)
+	if err == nil && fw.closeCorked && fw.n == 0 && fw.skip == 0 {
+		// The close frame is complete: send it, and what precedes it.
+		fw.closeCorked = false
+		if err = fw.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return n, err
 }
+
+// isClose reports whether a frame starting with b is a close frame.
+func isClose(b []byte) bool { return len(b) > 0 && b[0]&0x0f == 0x8 }
 
 func (fw *frameWriter) write(p []byte) (int, error) {
 	size := len(p)
@@ -104,6 +146,9 @@ func (fw *frameWriter) write(p []byte) (int, error) {
 		case fw.n > 0:
 			// Complete the held header a byte at a time, then send the
 			// held start with the rest of its frame.
+			if fw.corked && isClose(fw.held[:fw.n]) {
+				fw.closeCorked = true
+			}
 			total, ok := frameLen(fw.held[:fw.n])
 			for !ok && len(p) > 0 && fw.n < len(fw.held) {
 				fw.held[fw.n] = p[0]
@@ -134,6 +179,9 @@ func (fw *frameWriter) write(p []byte) (int, error) {
 				if !ok || total > int64(len(p)-off) {
 					break
 				}
+				if fw.corked && isClose(p[off:]) {
+					fw.closeCorked = true
+				}
 				off += int(total)
 			}
 			if off == len(p) {
@@ -143,6 +191,9 @@ func (fw *frameWriter) write(p []byte) (int, error) {
 				return size, nil
 			}
 			tail := p[off:]
+			if fw.corked && isClose(tail) {
+				fw.closeCorked = true
+			}
 			if len(tail) > len(fw.held) {
 				// Not what bufio hands over; write it all.
 				if err := fw.emit(p); err != nil {
@@ -174,6 +225,7 @@ func (fw *frameWriter) writev(p []byte) error {
 		fw.collect(p)
 		return nil
 	}
+	fw.arm()
 	fw.bufs = append(fw.bufs[:0], held, p)
 	bufs := fw.bufs
 	_, err := bufs.WriteTo(fw.w)
@@ -188,6 +240,7 @@ func (fw *frameWriter) emit(p []byte) error {
 		fw.collect(p)
 		return nil
 	}
+	fw.arm()
 	_, err := fw.w.Write(p)
 	return err
 }
@@ -240,9 +293,16 @@ func (fw *frameWriter) uncork() error {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	fw.corked = false
+	fw.closeCorked = false
+	return fw.flush()
+}
+
+// flush writes what was collected; fw.mu is held.
+func (fw *frameWriter) flush() error {
 	if len(fw.pend) == 0 {
 		return nil
 	}
+	fw.arm()
 	bufs := fw.pend
 	_, err := bufs.WriteTo(fw.w)
 	clear(fw.pend)

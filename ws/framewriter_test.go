@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"os"
 	"testing"
+	"time"
 )
 
 // frameBytes is an unmasked frame with a payload of n bytes.
@@ -107,4 +109,72 @@ func FuzzFrameWriter(f *testing.F) {
 			t.Fatalf("socket got %d bytes, want the %d of the stream", sock.Len(), len(stream))
 		}
 	})
+}
+
+// deadlineSocket is a socket whose write deadline is checked against a
+// fake clock: a write after its deadline fails, as a net.Conn's would.
+type deadlineSocket struct {
+	bytes.Buffer
+	now, deadline time.Time
+}
+
+func (s *deadlineSocket) Write(p []byte) (int, error) {
+	if !s.now.Before(s.deadline) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	return s.Buffer.Write(p)
+}
+
+// TestFrameWriterMovesDeadline: a write after an idle spell longer than
+// writeTimeout (a ping, a close, an event) gets a fresh deadline instead of
+// failing on the one set for an earlier write.
+func TestFrameWriterMovesDeadline(t *testing.T) {
+	sock := &deadlineSocket{now: time.Unix(1000, 0)}
+	fw := &frameWriter{w: sock, now: func() time.Time { return sock.now },
+		setDeadline: func(d time.Time) error { sock.deadline = d; return nil }}
+	frame := frameBytes(40, 'a')
+	for i, idle := range []time.Duration{0, time.Second, writeTimeout + time.Second, 3 * writeTimeout, writeTimeout / 2} {
+		sock.now = sock.now.Add(idle)
+		if _, err := fw.Write(frame); err != nil {
+			t.Fatalf("write %d after %v idle: %v", i, idle, err)
+		}
+		if left := sock.deadline.Sub(sock.now); left < writeTimeout/2 || left > writeTimeout {
+			t.Fatalf("write %d: deadline %v ahead, want between %v and %v", i, left, writeTimeout/2, writeTimeout)
+		}
+		// Corked, and uncorked after an idle spell.
+		fw.cork()
+		if _, err := fw.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		sock.now = sock.now.Add(idle)
+		if err := fw.uncork(); err != nil {
+			t.Fatalf("uncork %d after %v: %v", i, idle, err)
+		}
+	}
+}
+
+// TestFrameWriterCloseWhileCorked: coder/websocket closes the socket right
+// after echoing a client's close; a close frame written while the writer
+// is corked must reach the socket at once, after what was collected before.
+func TestFrameWriterCloseWhileCorked(t *testing.T) {
+	var sock bytes.Buffer
+	fw := &frameWriter{w: &sock}
+	bw := bufio.NewWriterSize(fw, smallWriteBuffer)
+	event := frameBytes(300, 'e')
+	closeFrame := []byte{0x88, 0x02, 0x03, 0xe8} // 1000
+	fw.cork()
+	for _, f := range [][]byte{event, closeFrame} {
+		if _, err := bw.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := append(bytes.Clone(event), closeFrame...); !bytes.Equal(sock.Bytes(), want) {
+		t.Fatalf("socket has %d bytes after the close frame, want the event and the close (%d)", sock.Len(), len(want))
+	}
+	if err := fw.uncork(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -76,11 +76,13 @@ func newHub(stats *counters, start broadcaster.Cursor) *hub {
 func (s *Server) Run(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(s.ctx)
 	defer stopSweep()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.sweepStalls(sweepCtx)
-	}()
+	// enter, not a bare wg.Add: Shutdown may be waiting on wg already.
+	if s.enter() {
+		go func() {
+			defer s.wg.Done()
+			s.sweepStalls(sweepCtx)
+		}()
+	}
 	for {
 		// The hub's position, not a copy: ResetAll may move it on.
 		pos := s.hub.position()

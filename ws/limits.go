@@ -22,7 +22,7 @@ const (
 	// floodFactor × burst requests refused in a row close with 4008.
 	floodFactor = 3
 	// writeTimeout bounds a write to a client (from half of it to all of
-	// it: conn.beginWrite moves the deadline lazily).
+	// it: frameWriter.arm moves the deadline lazily).
 	writeTimeout = 10 * time.Second
 	// catchUpPage is how many log events a catching-up connection reads at
 	// a time.
@@ -165,6 +165,6 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	w.fw = &frameWriter{w: nc}
+	w.fw = &frameWriter{w: nc, setDeadline: nc.SetWriteDeadline}
 	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.fw, smallWriteBuffer)), nil
 }
