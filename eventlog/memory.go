@@ -57,6 +57,12 @@ type Memory struct {
 	floorTime time.Time
 	// grew is closed, and replaced, whenever an event is appended.
 	grew chan struct{}
+	// pinned: a reader (the gateway's hub) has not yet read past pin, and
+	// Append waits rather than evict an event after it (Pin). pinMoved is
+	// closed, and replaced, whenever the pin moves or goes.
+	pinned   bool
+	pin      broadcaster.Cursor
+	pinMoved chan struct{}
 }
 
 var (
@@ -75,12 +81,14 @@ func NewMemory(opts Options) *Memory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Memory{opts: opts, grew: make(chan struct{}), floor: opts.Floor, floorTime: opts.FloorTime, head: opts.Floor}
+	return &Memory{opts: opts, grew: make(chan struct{}), pinMoved: make(chan struct{}), floor: opts.Floor, floorTime: opts.FloorTime, head: opts.Floor}
 }
 
 // Append implements broadcaster.Sink. Events at or before the head are
-// replays and are skipped.
-func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
+// replays and are skipped. When the log is full and its oldest event is
+// past the pin, Append waits for the pinning reader to move on (or for ctx
+// to end: it returns ctx's error then, with the events before kept).
+func (m *Memory) Append(ctx context.Context, b broadcaster.Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	added := false
@@ -88,6 +96,24 @@ func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
 		ev := &b.Events[i]
 		if !m.head.Before(ev.ID) {
 			continue
+		}
+		for m.pinned && m.n == m.opts.MaxEvents && m.pin.Before(m.ring[m.first].ID) {
+			// The reader has not read the oldest event yet: tell it
+			// about what was added, and wait for it.
+			if added {
+				close(m.grew)
+				m.grew = make(chan struct{})
+				added = false
+			}
+			moved := m.pinMoved
+			m.mu.Unlock()
+			select {
+			case <-moved:
+				m.mu.Lock()
+			case <-ctx.Done():
+				m.mu.Lock()
+				return ctx.Err()
+			}
 		}
 		m.push(ev)
 		m.head = ev.ID
@@ -106,6 +132,32 @@ func (m *Memory) Append(_ context.Context, b broadcaster.Batch) error {
 	}
 	m.evictOld()
 	return nil
+}
+
+// Pin says that a reader has read every event up to c and needs the ones
+// after it: until it pins further (or Unpins), Append waits rather than
+// evict them. The gateway's hub pins its position, so that a burst larger
+// than the retention (one transaction of a million rows) cannot evict
+// events before they were fanned out; the intake then waits for the hub,
+// which never waits for a client. A pin never moves back.
+func (m *Memory) Pin(c broadcaster.Cursor) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pinned && !m.pin.Before(c) {
+		return
+	}
+	m.pinned, m.pin = true, c
+	close(m.pinMoved)
+	m.pinMoved = make(chan struct{})
+}
+
+// Unpin removes the pin: Append no longer waits.
+func (m *Memory) Unpin() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pinned = false
+	close(m.pinMoved)
+	m.pinMoved = make(chan struct{})
 }
 
 // push adds ev at the end, growing the ring (doubling, up to MaxEvents)

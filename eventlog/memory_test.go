@@ -229,3 +229,54 @@ func TestMemoryFloorAfterRestart(t *testing.T) {
 		t.Fatalf("SinceTime after the first rebuilt event: %v, %v", c, err)
 	}
 }
+
+// TestPinHoldsEvents: a full log whose oldest event is past the pin makes
+// Append wait until the pinning reader moves on, and never evicts an event
+// the reader has not read; Unpin and a cancelled context release it.
+func TestPinHoldsEvents(t *testing.T) {
+	m := NewMemory(Options{MaxEvents: 4})
+	ev := func(i int) broadcaster.Event {
+		return broadcaster.Event{ID: broadcaster.Cursor{LSN: broadcaster.LSN(100 * i), Pos: 1}, Timestamp: time.Now()}
+	}
+	m.Pin(broadcaster.Cursor{})
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(1), ev(2), ev(3), ev(4), ev(5), ev(6)}})
+	}()
+	// The first four fit; the fifth waits for the reader.
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Head() != ev(4).ID {
+		if time.Now().After(deadline) {
+			t.Fatalf("head %v, want %v", m.Head(), ev(4).ID)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Append returned (%v) with the reader behind", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if got, _, err := m.Since(broadcaster.Cursor{}, 10); err != nil || len(got) != 4 {
+		t.Fatalf("Since from the start: %d events, %v; want all 4, nothing evicted", len(got), err)
+	}
+	m.Pin(ev(2).ID) // the reader read 1 and 2: they may go
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m.Head() != ev(6).ID || m.Floor() != ev(2).ID {
+		t.Fatalf("head %v floor %v, want %v and %v", m.Head(), m.Floor(), ev(6).ID, ev(2).ID)
+	}
+
+	// A cancelled context ends the wait; Unpin lets Append go on.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(7)}}) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with a cancelled context: %v", err)
+	}
+	m.Unpin()
+	if err := m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(7)}}); err != nil || m.Head() != ev(7).ID {
+		t.Fatalf("after Unpin: %v, head %v", err, m.Head())
+	}
+}

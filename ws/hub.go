@@ -16,6 +16,14 @@ import (
 // runBatch is how many events the hub reads from the log at a time.
 const runBatch = 512
 
+// logPinner is a log that holds events for the hub (eventlog.Memory.Pin):
+// Pin says the hub has fanned out everything up to a cursor; Unpin that it
+// stopped.
+type logPinner interface {
+	Pin(broadcaster.Cursor)
+	Unpin()
+}
+
 // hub is the channel index: which connection listens on which channel.
 type hub struct {
 	stats *counters
@@ -83,6 +91,15 @@ func (s *Server) Run(ctx context.Context) error {
 			s.sweepStalls(sweepCtx)
 		}()
 	}
+	// A log that can be pinned (eventlog.Memory) keeps every event until
+	// the hub has fanned it out: a burst larger than the retention then
+	// slows the intake to the hub's pace instead of making every client
+	// reset.
+	pin, _ := s.log.(logPinner)
+	if pin != nil {
+		pin.Pin(s.hub.position())
+		defer pin.Unpin()
+	}
 	for {
 		// The hub's position, not a copy: ResetAll may move it on.
 		pos := s.hub.position()
@@ -105,6 +122,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.hub.wakeWriters()
 		if len(evs) > 0 {
 			pos = evs[len(evs)-1].ID
+			if pin != nil {
+				pin.Pin(pos)
+			}
 		}
 		if more {
 			if ctx.Err() != nil || s.ctx.Err() != nil {
