@@ -191,3 +191,27 @@ func TestResumeMalformedCursor(t *testing.T) {
 	}
 	c.subscribe("class:1")
 }
+
+// TestBurstLargerThanRetention: one batch of more events than the log
+// retains (a rebuild after a restart, a million-row transaction) reaches a
+// subscribed client whole: the hub pins the log, so the burst waits for the
+// fan-out instead of evicting events the hub has not sent (which told every
+// client to reset).
+func TestBurstLargerThanRetention(t *testing.T) {
+	small := eventlog.NewMemory(eventlog.Options{MaxEvents: 5})
+	e2 := newEnv(t, func(o *Options) { o.Log = small })
+	e2.log = small
+	e2.acc.grant("19", "class:1")
+	c := e2.connect("19", "teacher")
+	c.subscribe("class:1")
+	burst := e2.appendEvents(50, "class:1")
+	got, _ := c.events(len(burst))
+	for i := range got {
+		if got[i] != burst[i].ID.String() {
+			t.Fatalf("event %d is %s, want %s", i, got[i], burst[i].ID)
+		}
+	}
+	if st := e2.srv.Stats(); st.Resets != 0 {
+		t.Fatalf("%d resets: the hub fell behind the burst", st.Resets)
+	}
+}
