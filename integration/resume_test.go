@@ -778,7 +778,7 @@ type readyProbe struct {
 
 // readyState is a /readyz answer from At on.
 type readyState struct {
-	At     time.Time
+	At     time.Time // when the answer came
 	Status int // 0: no answer
 	Body   string
 }
@@ -791,12 +791,16 @@ func startReadyProbe(t testing.TB, addr string) *readyProbe {
 		defer close(p.done)
 		last := -1
 		for {
-			st := readyState{At: time.Now()}
+			var st readyState
 			if resp, err := client.Get("http://" + addr + "/readyz"); err == nil {
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				st.Status, st.Body = resp.StatusCode, strings.TrimSpace(string(b))
 			}
+			// When the answer was seen: a request sent just before an
+			// outage can be answered after it, and stamped with its start
+			// it would look older than the outage it reports.
+			st.At = time.Now()
 			if st.Status != last {
 				p.mu.Lock()
 				p.trans = append(p.trans, st)
