@@ -779,7 +779,7 @@ type readyProbe struct {
 // readyState is a /readyz answer from At on.
 type readyState struct {
 	At     time.Time // when the answer came
-	Status int // 0: no answer
+	Status int       // 0: no answer
 	Body   string
 }
 
