@@ -707,37 +707,21 @@ const maxBatch = 64
 // with the socket corked, so that they leave in one system call; it
 // reports false when the connection failed.
 func (c *conn) writeBatch(f outFrame) bool {
-	if c.fw == nil {
-		return c.writeOrDrop(f)
-	}
-	var (
-		frames, bytes int
-		commits       [maxBatch]int64 // of the events, Unix ns
-		events        int
-	)
-	start := c.beginWrite()
+	var w written
+	c.writeStart.Store(time.Now().UnixNano())
 	c.fw.cork()
 	var err error
 	for {
 		if err = c.ws.Write(context.Background(), websocket.MessageText, f.data); err != nil {
 			break
 		}
-		frames++
-		bytes += len(f.data)
-		if f.event {
-			if !f.commit.IsZero() {
-				commits[events] = f.commit.UnixNano()
-			}
-			events++
-		}
-		if frames == maxBatch {
+		w.add(f)
+		if w.frames == maxBatch {
 			break
 		}
 		var ok bool
 		c.qmu.Lock()
-		if c.failed.Load() || c.catchUpDue {
-			ok = false
-		} else {
+		if !c.failed.Load() && !c.catchUpDue {
 			f, ok = c.popLocked()
 		}
 		c.qmu.Unlock()
@@ -748,44 +732,46 @@ func (c *conn) writeBatch(f outFrame) bool {
 	if uerr := c.fw.uncork(); err == nil {
 		err = uerr
 	}
-	c.endWrite(start)
+	c.writeStart.Store(0)
 	if err != nil {
 		c.fail(closeInfo{code: websocket.StatusAbnormalClosure, reason: "write failed", abrupt: true})
 		return false
 	}
-	c.sent.Add(uint64(frames))
-	c.s.stats.bytes.Add(uint64(bytes))
-	c.s.stats.delivered.Add(uint64(events))
+	c.count(&w)
+	return true
+}
+
+// written tallies frames written, for count. Commit times are kept as
+// Unix ns (0: none) to keep a writer's stack small.
+type written struct {
+	frames, bytes, events int
+	commits               [maxBatch]int64
+}
+
+func (w *written) add(f outFrame) {
+	w.frames++
+	w.bytes += len(f.data)
+	if f.event {
+		if !f.commit.IsZero() {
+			w.commits[w.events] = f.commit.UnixNano()
+		}
+		w.events++
+	}
+}
+
+// count counts what was written: frames, bytes, events delivered, and
+// each event's commit-to-send latency.
+func (c *conn) count(w *written) {
+	c.sent.Add(uint64(w.frames))
+	c.s.stats.bytes.Add(uint64(w.bytes))
+	c.s.stats.delivered.Add(uint64(w.events))
 	if obs := c.s.opts.ObserveDelivery; obs != nil {
-		for _, ns := range commits[:events] {
+		for _, ns := range w.commits[:w.events] {
 			var at time.Time
 			if ns != 0 {
 				at = time.Unix(0, ns)
 			}
 			obs(at)
-		}
-	}
-	return true
-}
-
-// beginWrite marks a write in progress for the stall sweeper. The socket's
-// write deadline is the frameWriter's (arm).
-func (c *conn) beginWrite() time.Time {
-	now := time.Now()
-	c.writeStart.Store(now.UnixNano())
-	return now
-}
-
-func (c *conn) endWrite(time.Time) { c.writeStart.Store(0) }
-
-// wrote counts a frame written.
-func (c *conn) wrote(f outFrame) {
-	c.sent.Add(1)
-	c.s.stats.bytes.Add(uint64(len(f.data)))
-	if f.event {
-		c.s.stats.delivered.Add(1)
-		if obs := c.s.opts.ObserveDelivery; obs != nil {
-			obs(f.commit)
 		}
 	}
 }
@@ -801,13 +787,15 @@ func (c *conn) writeOrDrop(f outFrame) bool {
 }
 
 func (c *conn) write(f outFrame) error {
-	start := c.beginWrite()
+	c.writeStart.Store(time.Now().UnixNano())
 	err := c.ws.Write(context.Background(), websocket.MessageText, f.data)
-	c.endWrite(start)
+	c.writeStart.Store(0)
 	if err != nil {
 		return err
 	}
-	c.wrote(f)
+	var w written
+	w.add(f)
+	c.count(&w)
 	return nil
 }
 
@@ -857,8 +845,8 @@ func (c *conn) catchUp() {
 	}
 }
 
-// drainQueue writes every frame queued now; it reports false when the
-// connection failed.
+// drainQueue writes every frame queued now, in batches; it reports false
+// when the connection failed.
 func (c *conn) drainQueue() bool {
 	for {
 		c.qmu.Lock()
@@ -871,7 +859,7 @@ func (c *conn) drainQueue() bool {
 		if !ok {
 			return true
 		}
-		if !c.writeOrDrop(f) {
+		if !c.writeBatch(f) {
 			return false
 		}
 	}

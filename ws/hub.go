@@ -40,8 +40,9 @@ type hub struct {
 	touched   []*conn
 	envelopes map[string][]byte
 	// wake lists the connections publish queued events on, whose writers
-	// wakeWriters starts.
-	wake []*conn
+	// wakeWriters starts; waking is the list it works through (the hub's
+	// goroutine's own).
+	wake, waking []*conn
 }
 
 // subscription is one channel of one connection.
@@ -147,16 +148,21 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // wakeWriters starts the writers of the connections publish queued events
-// on since the last call.
+// on since the last call. Only the hub's goroutine calls it (and publish):
+// the two lists swap, and the writers are started outside hub.mu, which
+// subscribes wait for.
 func (h *hub) wakeWriters() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i, c := range h.wake {
+	wake := h.wake
+	for _, c := range wake {
 		c.wakePending = false
-		c.kick()
-		h.wake[i] = nil
 	}
-	h.wake = h.wake[:0]
+	h.wake, h.waking = h.waking[:0], wake
+	h.mu.Unlock()
+	for i, c := range wake {
+		c.kick()
+		wake[i] = nil
+	}
 }
 
 // position returns the hub's position.
