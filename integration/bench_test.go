@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -198,7 +197,7 @@ func serveDecode(t *testing.T, db *DB, slot string, rows int, profile string) (t
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := emitted(t, m[1]); n != float64(rows) {
+	if n := scrapeMetrics(t, m[1]).value("cdc_broadcaster_events_emitted_total"); n != float64(rows) {
 		t.Fatalf("caught up with %v events in the log, want %d:\n%s", n, rows, p.Stderr())
 	}
 	hwm := procStatus(t, p.Cmd.Process.Pid, "VmHWM")
@@ -207,27 +206,6 @@ func serveDecode(t *testing.T, db *DB, slot string, rows int, profile string) (t
 }
 
 var caughtUpTook = regexp.MustCompile(`"msg":"caught up"[^\n]*"took":"([^"]+)"`)
-
-// emitted reads events_emitted_total (all types) from serve's /metrics,
-// cheaply.
-func emitted(t *testing.T, addr string) float64 {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	sum := 0.0
-	for _, line := range strings.Split(string(b), "\n") {
-		// cdc_broadcaster_events_emitted_total{type="..."} N, one per type.
-		if strings.HasPrefix(line, "cdc_broadcaster_events_emitted_total") {
-			var v float64
-			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
-			sum += v
-		}
-	}
-	return sum
-}
 
 // ---- 2. Commit-to-client latency ----
 
