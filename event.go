@@ -23,7 +23,18 @@ type Event struct {
 	// Channels lists the channels the event is published on. It travels in
 	// the envelope around the event, not in the event itself.
 	Channels []string
+	// Recheck, when set, makes this a control record rather than an event
+	// for clients: the transaction changed these tables, which access rules
+	// depend on (recheck_on). It comes after the transaction's events, and
+	// the gateway re-checks the affected subscriptions before it delivers
+	// anything after it, so an event committed after a change that removed
+	// someone's access never reaches them. It has no Type and no Channels.
+	Recheck []string
 }
+
+// IsControl reports whether e is a control record (Recheck), which is
+// never sent to clients.
+func (e *Event) IsControl() bool { return len(e.Recheck) > 0 }
 
 type eventJSON struct {
 	EventID   Cursor `json:"eventId"`

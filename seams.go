@@ -66,6 +66,28 @@ type Log interface {
 // client must refetch its state.
 var ErrCursorExpired = errors.New("cursor is older than the retained log")
 
+// ErrCursorAhead is returned by LogReader.Since for a cursor past anything
+// the log has or is rebuilding: it comes from another history (a restored
+// or different database) or was made up, and the log cannot place it. It
+// wraps ErrCursorExpired: the client is told to refetch, like for a cursor
+// too old.
+var ErrCursorAhead error = cursorAhead{}
+
+type cursorAhead struct{}
+
+func (cursorAhead) Error() string        { return "cursor is ahead of the log" }
+func (cursorAhead) Is(target error) bool { return target == ErrCursorExpired }
+
+// Hold keeps the events after a position readable for one reader, beyond
+// the log's retention, while the reader makes progress (LogReader.Hold).
+type Hold interface {
+	// Move says the reader has read everything up to c: the events up to
+	// it may go. A hold never moves back.
+	Move(c Cursor)
+	// Release ends the hold.
+	Release()
+}
+
 // LogReader is the read side of the event log, what the gateway serves
 // from. It is safe for concurrent use.
 type LogReader interface {
@@ -87,4 +109,18 @@ type LogReader interface {
 	// events committed after t; ErrCursorExpired when t is older than the
 	// retained log.
 	SinceTime(t time.Time) (Cursor, error)
+	// Hold keeps the events after c readable for a reader that reads them
+	// at its own pace (a connection catching up after a burst), beyond the
+	// retention and within the log's budget for held events: past that
+	// budget the oldest held events go, and a reader still behind them
+	// gets ErrCursorExpired. ErrCursorExpired when c is not retained.
+	Hold(c Cursor) (Hold, error)
+	// Pin says the gateway's fan-out has read every event up to c and
+	// needs the ones after it: until it pins further (or Unpins), appends
+	// wait rather than drop them. The fan-out never waits for a client,
+	// so a burst larger than the retention slows the intake to the
+	// fan-out's pace instead of losing events. A pin never moves back.
+	Pin(c Cursor)
+	// Unpin removes the pin.
+	Unpin()
 }

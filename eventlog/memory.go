@@ -1,11 +1,13 @@
 // Package eventlog holds the embedded implementation of broadcaster.Log: an
-// in-memory ring of the newest events, bounded by count and age.
+// in-memory ring of the newest events, bounded by count and age, that keeps
+// what its readers still need past that within a budget (Hold).
 //
 // A Memory log is safe for concurrent use: one writer (the mapping) appends
 // while any number of readers read.
 package eventlog
 
 import (
+	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -15,8 +17,9 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxEvents = 100_000
-	DefaultMaxAge    = 15 * time.Minute
+	DefaultMaxEvents    = 100_000
+	DefaultMaxAge       = 15 * time.Minute
+	DefaultMaxHeldBytes = 64 << 20
 )
 
 // ErrExpired is returned by Since for a cursor older than the retained log.
@@ -28,6 +31,11 @@ type Options struct {
 	MaxEvents int
 	// MaxAge is how long, by commit time, an event is kept. Default 15m.
 	MaxAge time.Duration
+	// MaxHeldBytes bounds the memory, estimated, of the events kept past
+	// MaxEvents and MaxAge because a reader still needs them (Hold). Past
+	// it the oldest go, and the readers behind them are expired. Default
+	// 64 MiB.
+	MaxHeldBytes int64
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// Floor is where a log rebuilt after a restart begins: cursors before
@@ -38,6 +46,12 @@ type Options struct {
 	// /sync by time at or before it is expired. Zero: unknown (only times
 	// after the first retained event are then served).
 	FloorTime time.Time
+	// Horizon is how far a rebuilt log will get back to: the database's
+	// WAL position when it started. A cursor ahead of the head is accepted
+	// (its events are being rebuilt) up to it, and refused with
+	// broadcaster.ErrCursorAhead past it. Zero: every cursor ahead of the
+	// head is refused.
+	Horizon broadcaster.LSN
 }
 
 // Memory is an in-memory broadcaster.Log.
@@ -63,6 +77,14 @@ type Memory struct {
 	pinned   bool
 	pin      broadcaster.Cursor
 	pinMoved chan struct{}
+	// holds are the readers' holds, the one furthest behind first. The
+	// oldest held events, past the retention but needed by a hold, are
+	// ring[first:first+held] and take heldBytes (estimated).
+	holds     holdHeap
+	held      int
+	heldBytes int64
+	// overBudget counts events dropped while a hold still needed them.
+	overBudget uint64
 }
 
 var (
@@ -77,6 +99,9 @@ func NewMemory(opts Options) *Memory {
 	}
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.MaxHeldBytes <= 0 {
+		opts.MaxHeldBytes = DefaultMaxHeldBytes
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -97,7 +122,7 @@ func (m *Memory) Append(ctx context.Context, b broadcaster.Batch) error {
 		if !m.head.Before(ev.ID) {
 			continue
 		}
-		for m.pinned && m.n == m.opts.MaxEvents && m.pin.Before(m.ring[m.first].ID) {
+		for m.pinned && m.n >= m.opts.MaxEvents && m.n-m.after(m.pin) >= m.opts.MaxEvents {
 			// The reader has not read the oldest event yet: tell it
 			// about what was added, and wait for it.
 			if added {
@@ -130,7 +155,7 @@ func (m *Memory) Append(ctx context.Context, b broadcaster.Batch) error {
 			m.head = end
 		}
 	}
-	m.evictOld()
+	m.trim()
 	return nil
 }
 
@@ -160,39 +185,176 @@ func (m *Memory) Unpin() {
 	m.pinMoved = make(chan struct{})
 }
 
-// push adds ev at the end, growing the ring (doubling, up to MaxEvents)
-// or, when it is as large as allowed, evicting the oldest event.
+// push adds ev at the end, growing the ring (doubling) when it is full and
+// its oldest event cannot go: it is within the retention, or held.
 func (m *Memory) push(ev *broadcaster.Event) {
 	if m.n == len(m.ring) {
-		if len(m.ring) == m.opts.MaxEvents {
-			m.floor, m.floorTime = m.ring[m.first].ID, m.ring[m.first].Timestamp
-			m.ring[m.first] = *ev
-			m.first = (m.first + 1) % len(m.ring)
-			return
+		if m.n >= m.opts.MaxEvents && !m.needed(m.at(0)) {
+			m.evictFirst()
+		} else {
+			grown := make([]broadcaster.Event, max(2*len(m.ring), 1024))
+			if m.n < m.opts.MaxEvents {
+				grown = grown[:min(len(grown), m.opts.MaxEvents)]
+			}
+			for i := 0; i < m.n; i++ {
+				grown[i] = *m.at(i)
+			}
+			m.ring, m.first = grown, 0
 		}
-		grown := make([]broadcaster.Event, min(max(2*len(m.ring), 1024), m.opts.MaxEvents))
-		for i := 0; i < m.n; i++ {
-			grown[i] = *m.at(i)
-		}
-		m.ring, m.first = grown, 0
 	}
 	m.ring[(m.first+m.n)%len(m.ring)] = *ev
 	m.n++
 }
 
-// evictOld drops events whose commit time is older than MaxAge.
-func (m *Memory) evictOld() {
+// trim drops the events past the retention (MaxEvents, MaxAge) that no
+// hold needs; the ones a hold needs stay while they fit MaxHeldBytes, and
+// past it the oldest go anyway (their holders are then expired).
+func (m *Memory) trim() {
 	limit := m.opts.Now().Add(-m.opts.MaxAge)
-	for m.n > 0 {
-		ev := &m.ring[m.first]
-		if !ev.Timestamp.Before(limit) {
-			return
-		}
-		m.floor, m.floorTime = ev.ID, ev.Timestamp
-		*ev = broadcaster.Event{}
-		m.first = (m.first + 1) % len(m.ring)
-		m.n--
+	over := func(i int) bool {
+		return i < m.n-m.opts.MaxEvents || m.at(i).Timestamp.Before(limit)
 	}
+	for m.n > 0 && over(0) && !m.needed(m.at(0)) {
+		m.evictFirst()
+	}
+	for m.held < m.n && over(m.held) {
+		m.heldBytes += eventSize(m.at(m.held))
+		m.held++
+	}
+	for m.held > 0 && m.heldBytes > m.opts.MaxHeldBytes {
+		m.evictFirst()
+		m.overBudget++
+	}
+}
+
+// needed reports whether a hold has not read ev yet.
+func (m *Memory) needed(ev *broadcaster.Event) bool {
+	return len(m.holds) > 0 && m.holds[0].pos.Before(ev.ID)
+}
+
+// evictFirst drops the oldest event; the floor moves to it.
+func (m *Memory) evictFirst() {
+	ev := m.at(0)
+	if m.held > 0 {
+		m.held--
+		m.heldBytes -= eventSize(ev)
+	}
+	m.floor, m.floorTime = ev.ID, ev.Timestamp
+	*ev = broadcaster.Event{}
+	m.first = (m.first + 1) % len(m.ring)
+	m.n--
+}
+
+// after returns the index of the first retained event after c.
+func (m *Memory) after(c broadcaster.Cursor) int {
+	lo, hi := 0, m.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if m.at(mid).ID.Compare(c) <= 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// eventSize estimates the memory an event takes: its struct, its strings
+// and its rows' fields. It must give the same answer every time it is
+// asked about the same event.
+func eventSize(ev *broadcaster.Event) int64 {
+	const word = 16 // a string or interface header
+	n := int64(200 + len(ev.Type) + len(ev.Table) + len(ev.UserID))
+	for _, c := range ev.Channels {
+		n += word + int64(len(c))
+	}
+	for _, t := range ev.Recheck {
+		n += word + int64(len(t))
+	}
+	for _, row := range []broadcaster.Row{ev.Data, ev.OldData} {
+		for _, f := range row {
+			n += 2*word + int64(len(f.Name))
+			switch v := f.Value.(type) {
+			case string:
+				n += int64(len(v))
+			case []byte:
+				n += int64(len(v))
+			default:
+				n += word
+			}
+		}
+	}
+	return n
+}
+
+// Hold implements broadcaster.LogReader: the events after c stay readable
+// until the hold moves past them or is released, beyond MaxEvents and
+// MaxAge and within MaxHeldBytes.
+func (m *Memory) Hold(c broadcaster.Cursor) (broadcaster.Hold, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c.Before(m.floor) {
+		return nil, ErrExpired
+	}
+	h := &hold{m: m, pos: c}
+	heap.Push(&m.holds, h)
+	return h, nil
+}
+
+// hold is a Memory log's broadcaster.Hold.
+type hold struct {
+	m *Memory
+	// pos and i (the index in m.holds, -1 once released) are protected by
+	// m.mu.
+	pos broadcaster.Cursor
+	i   int
+}
+
+func (h *hold) Move(c broadcaster.Cursor) {
+	m := h.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h.i < 0 || !h.pos.Before(c) {
+		return
+	}
+	h.pos = c
+	heap.Fix(&m.holds, h.i)
+	m.trim()
+}
+
+func (h *hold) Release() {
+	m := h.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h.i < 0 {
+		return
+	}
+	heap.Remove(&m.holds, h.i)
+	m.trim()
+}
+
+// holdHeap orders holds by position, the furthest behind first
+// (container/heap).
+type holdHeap []*hold
+
+func (q holdHeap) Len() int           { return len(q) }
+func (q holdHeap) Less(i, j int) bool { return q[i].pos.Before(q[j].pos) }
+func (q holdHeap) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].i, q[j].i = i, j
+}
+func (q *holdHeap) Push(x any) {
+	h := x.(*hold)
+	h.i = len(*q)
+	*q = append(*q, h)
+}
+func (q *holdHeap) Pop() any {
+	old := *q
+	h := old[len(old)-1]
+	old[len(old)-1] = nil
+	h.i = -1
+	*q = old[:len(old)-1]
+	return h
 }
 
 // Raise moves the floor up to floor, with at bounding the commit times of
@@ -202,6 +364,9 @@ func (m *Memory) Raise(floor broadcaster.Cursor, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.floor.Before(floor) {
+		for m.n > 0 && m.at(0).ID.Before(floor) {
+			m.evictFirst()
+		}
 		m.floor = floor
 	}
 	if m.floorTime.Before(at) {
@@ -209,11 +374,6 @@ func (m *Memory) Raise(floor broadcaster.Cursor, at time.Time) {
 	}
 	if m.head.Before(floor) {
 		m.head = floor
-	}
-	for m.n > 0 && m.ring[m.first].ID.Before(floor) {
-		m.ring[m.first] = broadcaster.Event{}
-		m.first = (m.first + 1) % len(m.ring)
-		m.n--
 	}
 }
 
@@ -225,11 +385,11 @@ func (m *Memory) Raise(floor broadcaster.Cursor, at time.Time) {
 func (m *Memory) Confirmable() broadcaster.LSN {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.evictOld()
+	m.trim()
 	if m.n == 0 {
 		return broadcaster.MaxLSN
 	}
-	return m.ring[m.first].ID.LSN
+	return m.at(0).ID.LSN
 }
 
 // SinceTime returns the cursor after which the retained events committed at
@@ -308,6 +468,15 @@ type Stats struct {
 	Oldest time.Time
 	// Head is the log's head, as Head returns it.
 	Head broadcaster.Cursor
+	// Held is how many events are kept past the retention because a
+	// reader still needs them, and HeldBytes their estimated size.
+	Held      int
+	HeldBytes int64
+	// Holds is the number of readers holding events.
+	Holds int
+	// OverBudget counts events dropped while a reader still needed them
+	// (MaxHeldBytes was reached).
+	OverBudget uint64
 }
 
 // Stats returns the log's size, its oldest event's commit time and its
@@ -315,9 +484,9 @@ type Stats struct {
 func (m *Memory) Stats() Stats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	st := Stats{Events: m.n, Head: m.head}
+	st := Stats{Events: m.n, Head: m.head, Held: m.held, HeldBytes: m.heldBytes, Holds: len(m.holds), OverBudget: m.overBudget}
 	if m.n > 0 {
-		st.Oldest = m.ring[m.first].Timestamp
+		st.Oldest = m.at(0).Timestamp
 	}
 	return st
 }
@@ -331,17 +500,10 @@ func (m *Memory) Since(cursor broadcaster.Cursor, limit int) ([]broadcaster.Even
 	if cursor.Before(m.floor) {
 		return nil, false, ErrExpired
 	}
-	// Binary search for the first event after cursor: the ring is in
-	// cursor order.
-	lo, hi := 0, m.n
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if m.at(mid).ID.Compare(cursor) <= 0 {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+	if m.head.Before(cursor) && cursor.LSN > m.opts.Horizon {
+		return nil, false, broadcaster.ErrCursorAhead
 	}
+	lo := m.after(cursor)
 	count := m.n - lo
 	more := false
 	if limit > 0 && count > limit {

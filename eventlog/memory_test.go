@@ -202,12 +202,20 @@ func TestMemoryConfirmableHoldsOldest(t *testing.T) {
 }
 
 func TestMemoryFloorAfterRestart(t *testing.T) {
-	m := NewMemory(Options{Floor: broadcaster.Cursor{LSN: 99}})
+	m := NewMemory(Options{Floor: broadcaster.Cursor{LSN: 99}, Horizon: 150})
 	if _, _, err := m.Since(broadcaster.Cursor{LSN: 50, Pos: 1}, 0); !errors.Is(err, ErrExpired) {
 		t.Fatalf("cursor before the slot's resume point: %v, want expired", err)
 	}
 	if _, _, err := m.Since(broadcaster.Cursor{LSN: 100, Pos: 1}, 0); err != nil {
 		t.Fatalf("cursor from the resume point on: %v", err)
+	}
+	// Up to the horizon a cursor ahead of the head is one the log is
+	// rebuilding towards; past it, the log cannot place it.
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 150, Pos: 7}, 0); err != nil {
+		t.Fatalf("cursor ahead of the head, within the horizon: %v", err)
+	}
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 151, Pos: 1}, 0); !errors.Is(err, broadcaster.ErrCursorAhead) || !errors.Is(err, ErrExpired) {
+		t.Fatalf("cursor past the horizon: %v, want ErrCursorAhead (an expiry)", err)
 	}
 	// The head starts at the floor: a client starting from it is not
 	// expired, and the rebuilt events come after it.
@@ -278,5 +286,79 @@ func TestPinHoldsEvents(t *testing.T) {
 	m.Unpin()
 	if err := m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(7)}}); err != nil || m.Head() != ev(7).ID {
 		t.Fatalf("after Unpin: %v, head %v", err, m.Head())
+	}
+}
+
+// TestCursorAheadOfLog: a cursor past the head of a log that rebuilds
+// nothing is refused, not served as an empty page that mutes the client.
+func TestCursorAheadOfLog(t *testing.T) {
+	now := time.Now()
+	m := NewMemory(Options{})
+	m.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev(100, 1, now)}, TxEnd: 110})
+	if _, _, err := m.Since(m.Head(), 0); err != nil {
+		t.Fatalf("since the head: %v", err)
+	}
+	if _, _, err := m.Since(broadcaster.Cursor{LSN: 0xFFFFFFFF, Pos: 1}, 0); !errors.Is(err, broadcaster.ErrCursorAhead) {
+		t.Fatalf("since a cursor far ahead: %v, want ErrCursorAhead", err)
+	}
+}
+
+// TestHoldKeepsEventsPastRetention: a hold keeps the events after it
+// readable past MaxEvents and MaxAge while its reader moves on; moving it
+// and releasing it lets them go; past MaxHeldBytes the oldest go anyway and
+// the reader behind them is expired.
+func TestHoldKeepsEventsPastRetention(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Now()
+	m := NewMemory(Options{MaxEvents: 4, MaxAge: time.Minute, Now: func() time.Time { return clock }})
+	appendN := func(from, to int) {
+		for i := from; i <= to; i++ {
+			m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{ev(broadcaster.LSN(i*10), 1, clock)}, TxEnd: broadcaster.LSN(i*10 + 5)})
+		}
+	}
+	appendN(1, 2)
+	h, err := m.Hold(ev(10, 1, clock).ID) // read event 1, needs 2 on
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(3, 20)
+	if got, _, err := m.Since(ev(10, 1, clock).ID, 0); err != nil || len(got) != 19 {
+		t.Fatalf("since the hold: %d events, %v; want 19", len(got), err)
+	}
+	if st := m.Stats(); st.Held != 15 || st.HeldBytes <= 0 || st.Holds != 1 {
+		t.Fatalf("stats %+v, want 15 held", st)
+	}
+	h.Move(ev(100, 1, clock).ID)
+	if m.Len() != 10 || m.Floor() != ev(100, 1, clock).ID {
+		t.Fatalf("after the hold moved: len %d floor %v, want 10 and the hold's position", m.Len(), m.Floor())
+	}
+	// Age: held events outlive MaxAge too, until released.
+	clock = clock.Add(2 * time.Minute)
+	if m.Confirmable() == broadcaster.MaxLSN || m.Len() != 10 {
+		t.Fatalf("aged but held: len %d", m.Len())
+	}
+	h.Release()
+	if m.Len() != 0 || m.Stats().Held != 0 || m.Stats().HeldBytes != 0 {
+		t.Fatalf("after release: %+v", m.Stats())
+	}
+	if _, err := m.Hold(ev(10, 1, clock).ID); !errors.Is(err, ErrExpired) {
+		t.Fatalf("hold on an evicted cursor: %v, want expired", err)
+	}
+
+	// The budget: about three events' worth.
+	size := eventSize(&broadcaster.Event{Type: "t.x"})
+	m = NewMemory(Options{MaxEvents: 2, MaxHeldBytes: 3 * size, Now: func() time.Time { return clock }})
+	appendN(1, 1)
+	h, _ = m.Hold(broadcaster.Cursor{})
+	appendN(2, 10)
+	if st := m.Stats(); st.Held != 3 || st.OverBudget != 5 || st.Events != 5 {
+		t.Fatalf("over budget: %+v, want 3 held, 5 dropped, 5 events", st)
+	}
+	if _, _, err := m.Since(broadcaster.Cursor{}, 0); !errors.Is(err, ErrExpired) {
+		t.Fatalf("the reader behind the budget: %v, want expired", err)
+	}
+	h.Release()
+	if m.Len() != 2 {
+		t.Fatalf("after release: len %d, want the retention of 2", m.Len())
 	}
 }

@@ -31,6 +31,11 @@ type Options struct {
 	// Logger receives warnings about rules that cannot be applied to a
 	// change (a column gone, a `when` that fails). Default slog.Default().
 	Logger *slog.Logger
+	// Watch names tables (as Relation.Table names them: schema-qualified
+	// outside public) whose changes access rules depend on. A transaction
+	// that changes one ends with a control record (Event.Recheck) listing
+	// those it changed, mapped or not.
+	Watch []string
 }
 
 // Requirement is what a mapped table needs from its replica identity.
@@ -84,6 +89,10 @@ type Mapper struct {
 	pos   uint32
 	act   activation
 	warns map[string]warnState
+	// watch is Options.Watch; touched lists the watched tables the
+	// current transaction changed.
+	watch   map[string]bool
+	touched []string
 }
 
 var _ broadcaster.TxHandler = (*Mapper)(nil)
@@ -130,6 +139,10 @@ func New(rules []config.Mapping, tables map[string]*broadcaster.Relation, sink b
 		plans:   map[*broadcaster.Relation]*relPlan{},
 		latest:  map[string]*broadcaster.Relation{},
 		warns:   map[string]warnState{},
+		watch:   make(map[string]bool, len(opts.Watch)),
+	}
+	for _, t := range opts.Watch {
+		m.watch[t] = true
 	}
 	if m.maxBuf <= 0 {
 		m.maxBuf = DefaultMaxBuffered
@@ -170,6 +183,7 @@ func (m *Mapper) Begin(ctx context.Context, tx *broadcaster.Tx) error {
 	m.buf = nil
 	m.pos = 0
 	m.nextCap = min(16, m.maxBuf)
+	m.touched = m.touched[:0]
 	return nil
 }
 
@@ -183,6 +197,9 @@ func (m *Mapper) Change(ctx context.Context, tx *broadcaster.Tx, c *broadcaster.
 		return errors.New("mapping: change without relation")
 	}
 	p := m.plan(c.Rel)
+	if m.watch[p.table] && !slices.Contains(m.touched, p.table) {
+		m.touched = append(m.touched, p.table)
+	}
 	if p.m == nil || c.Op < broadcaster.OpInsert || c.Op > broadcaster.OpTruncate {
 		return nil
 	}
@@ -209,6 +226,15 @@ func (m *Mapper) Change(ctx context.Context, tx *broadcaster.Tx, c *broadcaster.
 func (m *Mapper) Commit(ctx context.Context, tx *broadcaster.Tx) error {
 	if m.sink == nil {
 		return errNoSink
+	}
+	if len(m.touched) > 0 {
+		m.pos++
+		m.buf = append(m.buf, broadcaster.Event{
+			ID:        broadcaster.Cursor{LSN: tx.CommitLSN, Pos: m.pos},
+			Timestamp: tx.CommitTime,
+			TxID:      tx.Xid,
+			Recheck:   slices.Clone(m.touched),
+		})
 	}
 	return m.flush(ctx, tx, tx.EndLSN)
 }

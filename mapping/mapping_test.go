@@ -802,3 +802,45 @@ func TestCELValue(t *testing.T) {
 		t.Error("bad numeric accepted")
 	}
 }
+
+// TestWatchedTablesEndWithRecheck: a transaction that changes a watched
+// table, mapped or not, ends with one control record after its events,
+// listing each watched table it changed once; others end without one, and
+// a replay gives the record the same id.
+func TestWatchedTablesEndWithRecheck(t *testing.T) {
+	t.Parallel()
+	exams := examsRel()
+	members := &broadcaster.Relation{ID: 9, Schema: "public", Name: "class_teachers", Columns: []broadcaster.Column{
+		{Name: "class_id", TypeOID: tInt4, Key: true}, {Name: "teacher_id", TypeOID: tInt4, Key: true},
+	}}
+	m, sink, _ := newMapper(t, []config.Mapping{{Table: "exams", Domain: "exam"}}, Options{Watch: []string{"class_teachers", "exams"}})
+	row := func(vals map[string]any) *broadcaster.Change { return insert(exams, vals) }
+	member := &broadcaster.Change{Rel: members, Op: broadcaster.OpDelete, Old: []any{int64(42), int64(19)}, OldKind: broadcaster.OldKey}
+
+	evs := runTx(t, m, sink, testTx(0x100), row(map[string]any{"id": int64(1)}), member, member, row(map[string]any{"id": int64(2)}))
+	if len(evs) != 3 || evs[2].Recheck == nil || !evs[2].IsControl() {
+		t.Fatalf("events %+v, want two events and a control record", evs)
+	}
+	if got := evs[2].Recheck; !slices.Equal(got, []string{"exams", "class_teachers"}) {
+		t.Fatalf("recheck %v, want each watched table changed, once", got)
+	}
+	if evs[2].ID != (broadcaster.Cursor{LSN: 0x100, Pos: 3}) || evs[2].Type != "" || evs[2].Channels != nil {
+		t.Fatalf("control record %+v: want position 3, after the events, with no type or channels", evs[2])
+	}
+	if evs[0].IsControl() || evs[1].IsControl() {
+		t.Fatal("row events taken for control records")
+	}
+	again := runTx(t, m, sink, testTx(0x100), row(map[string]any{"id": int64(1)}), member, member, row(map[string]any{"id": int64(2)}))
+	if again[2].ID != evs[2].ID {
+		t.Fatalf("replayed control record id %v, want %v", again[2].ID, evs[2].ID)
+	}
+	// Only an unmapped, watched table: the record alone.
+	if evs := runTx(t, m, sink, testTx(0x200), member); len(evs) != 1 || !slices.Equal(evs[0].Recheck, []string{"class_teachers"}) || evs[0].ID.Pos != 1 {
+		t.Fatalf("membership-only transaction: %+v", evs)
+	}
+	// Nothing watched: no record.
+	m2, sink2, _ := newMapper(t, []config.Mapping{{Table: "exams", Domain: "exam"}}, Options{})
+	if evs := runTx(t, m2, sink2, testTx(0x300), row(map[string]any{"id": int64(1)}), member); len(evs) != 1 || evs[0].IsControl() {
+		t.Fatalf("without Watch: %+v", evs)
+	}
+}

@@ -41,7 +41,7 @@ func (c *CountingLog) Append(ctx context.Context, b broadcaster.Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range b.Events {
-		if ev := &b.Events[i]; head.Before(ev.ID) {
+		if ev := &b.Events[i]; head.Before(ev.ID) && !ev.IsControl() {
 			c.byType[ev.Type]++
 		}
 	}

@@ -110,17 +110,20 @@ type conn struct {
 	mark  uint64
 	match []string
 	// Also protected by hub.mu: lagging says the hub does not queue c's
-	// events, because c's queue was full or a `since` rewound it; the
-	// writer then reads them from the log after lagPos (catchUp).
-	// skipUntil: events up to it were served by a catch-up that read past
-	// the hub's position. servedUpTo: how far the subscriptions marked
-	// rewind had been served when the rewind began.
+	// events, because c's queue was full, a `since` rewound it, or an
+	// access re-check holds it (gate); the writer then reads them from the
+	// log after lagPos (catchUp), which the log keeps for it (hold), unless
+	// gate > 0: re-checks of its subscriptions are running, and nothing
+	// after the control record that started them may reach it before they
+	// end. servedUpTo: how far the subscriptions marked rewind had been
+	// served when the rewind began.
 	lagging bool
+	gate    int
+	hold    broadcaster.Hold
 	// wakePending: the hub queued events on c and will start its writer
 	// at the end of the batch.
 	wakePending bool
 	lagPos      broadcaster.Cursor
-	skipUntil   broadcaster.Cursor
 	servedUpTo  broadcaster.Cursor
 	// writeStart is when the write in progress began (Unix ns), 0 when
 	// none: the stall sweeper closes a connection stuck in one.
@@ -812,9 +815,10 @@ func (c *conn) catchUp() {
 	h := c.s.hub
 	for !c.failed.Load() {
 		h.mu.Lock()
-		lagging, from := c.lagging, c.lagPos
+		lagging, from, gated := c.lagging, c.lagPos, c.gate > 0
 		h.mu.Unlock()
-		if !lagging {
+		if !lagging || gated {
+			// Gated: the end of the re-checks wakes the catch-up again.
 			return
 		}
 		evs, _, err := c.s.log.Since(from, catchUpPage)

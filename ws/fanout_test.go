@@ -56,7 +56,7 @@ func TestFanOutOneFramePerEvent(t *testing.T) {
 // TestEnvelopeEncodedOnce checks that connections with the same matching
 // channels are queued the very same bytes.
 func TestEnvelopeEncodedOnce(t *testing.T) {
-	h := newHub(newCounters(), broadcaster.Cursor{})
+	h := newHub(newCounters(), nil, broadcaster.Cursor{})
 	mk := func(channels ...string) *conn {
 		c := hubTestConn(4)
 		var chs []*acl.Channel
@@ -261,12 +261,17 @@ func TestTablesChanged(t *testing.T) {
 	other := e.connect("20", "teacher")
 	other.subscribe("class:42")
 
+	// One batch: the transaction that removed 19 from the class (its
+	// control record), then a later transaction's event on the class. The
+	// revocation must reach 19 before anything committed after it.
 	e.acc.deny("19", "class:42", "exam:7")
-	e.srv.TablesChanged("class_teachers")
+	e.lsn += 0x10
+	control := broadcaster.Event{ID: broadcaster.Cursor{LSN: e.lsn, Pos: 1}, Timestamp: time.Now(), Recheck: []string{"class_teachers"}}
+	ev := e.makeEvents(1, "", "class:42", "exam:7")
+	e.appendBatch(append([]broadcaster.Event{control}, ev...))
 	if m := c.expect("revoked"); m.str("channel") != "class:42" || m.str("reason") != "forbidden" {
 		t.Errorf("got %v, want class:42 revoked", m)
 	}
-	ev := e.appendEvents(1, "class:42", "exam:7")
 	// exam:7 does not depend on class_teachers: it is kept.
 	if m := c.expect("event"); strings.Join(m.strs("channels"), ",") != "exam:7" {
 		t.Errorf("event %v, want it on exam:7 only", m)
@@ -289,7 +294,7 @@ func TestTablesChanged(t *testing.T) {
 // does not close it: the hub stops queueing for it and marks where its
 // writer must go on from the log.
 func TestFullQueueCatchesUp(t *testing.T) {
-	h := newHub(newCounters(), broadcaster.Cursor{})
+	h := newHub(newCounters(), nil, broadcaster.Cursor{})
 	c := hubTestConn(1)
 	h.subscribe(c, []*acl.Channel{{Name: "class:1"}}, nil, nil, func(broadcaster.Cursor, []string) {})
 	evs := []broadcaster.Event{

@@ -16,22 +16,21 @@ import (
 // runBatch is how many events the hub reads from the log at a time.
 const runBatch = 512
 
-// logPinner is a log that holds events for the hub (eventlog.Memory.Pin):
-// Pin says the hub has fanned out everything up to a cursor; Unpin that it
-// stopped.
-type logPinner interface {
-	Pin(broadcaster.Cursor)
-	Unpin()
-}
-
 // hub is the channel index: which connection listens on which channel.
 type hub struct {
 	stats *counters
+	// log is where lagging connections take their holds; nil in tests of
+	// the hub alone.
+	log broadcaster.LogReader
 
 	mu sync.Mutex // protects everything below and every conn's subs, mark and match
 	// pos is the newest position fanned out: a subscription made now
-	// receives every event after it, and nothing at or before it.
+	// receives every event after it, and nothing at or before it. Nothing
+	// after it is served to anyone (catch-ups and /sync stop there), so
+	// every control record takes effect before what follows it is served.
+	// moved is closed, and replaced, when pos moves.
 	pos   broadcaster.Cursor
+	moved chan struct{}
 	index map[string]*channelSubs
 	// seq numbers the events fanned out, to mark the connections an event
 	// touches (conn.mark) without a map per event.
@@ -69,10 +68,12 @@ type channelSubs struct {
 	conns map[*conn]struct{}
 }
 
-func newHub(stats *counters, start broadcaster.Cursor) *hub {
+func newHub(stats *counters, log broadcaster.LogReader, start broadcaster.Cursor) *hub {
 	return &hub{
 		stats:     stats,
+		log:       log,
 		pos:       start,
+		moved:     make(chan struct{}),
 		index:     make(map[string]*channelSubs),
 		envelopes: make(map[string][]byte),
 	}
@@ -92,15 +93,11 @@ func (s *Server) Run(ctx context.Context) error {
 			s.sweepStalls(sweepCtx)
 		}()
 	}
-	// A log that can be pinned (eventlog.Memory) keeps every event until
-	// the hub has fanned it out: a burst larger than the retention then
-	// slows the intake to the hub's pace instead of making every client
-	// reset.
-	pin, _ := s.log.(logPinner)
-	if pin != nil {
-		pin.Pin(s.hub.position())
-		defer pin.Unpin()
-	}
+	// The log keeps every event until the hub has fanned it out: a burst
+	// larger than the retention then slows the intake to the hub's pace
+	// instead of making every client reset.
+	s.log.Pin(s.hub.position())
+	defer s.log.Unpin()
 	for {
 		// The hub's position, not a copy: ResetAll may move it on.
 		pos := s.hub.position()
@@ -118,14 +115,17 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("ws hub: read the log after %v: %w", pos, err)
 		}
 		for i := range evs {
+			if evs[i].IsControl() {
+				s.control(&evs[i])
+				continue
+			}
 			s.hub.publish(&evs[i], s.logger)
 		}
 		s.hub.wakeWriters()
 		if len(evs) > 0 {
 			pos = evs[len(evs)-1].ID
-			if pin != nil {
-				pin.Pin(pos)
-			}
+			s.log.Pin(pos)
+			s.hub.signalMoved()
 		}
 		if more {
 			if ctx.Err() != nil || s.ctx.Err() != nil {
@@ -172,12 +172,43 @@ func (h *hub) position() broadcaster.Cursor {
 	return h.pos
 }
 
+// past returns a channel that is closed once the hub's position is past c:
+// at once if it already is.
+func (h *hub) past(c broadcaster.Cursor) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.Before(h.pos) {
+		return closedChan
+	}
+	return h.moved
+}
+
+// signalMoved wakes the waiters of past.
+func (h *hub) signalMoved() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.signalMovedLocked()
+}
+
+func (h *hub) signalMovedLocked() {
+	close(h.moved)
+	h.moved = make(chan struct{})
+}
+
+// closedChan is always closed.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // advance moves the position to c, past events already fanned out.
 func (h *hub) advance(c broadcaster.Cursor) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.pos.Before(c) {
 		h.pos = c
+		h.signalMovedLocked()
 	}
 }
 
@@ -210,7 +241,7 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 			continue
 		}
 		for c := range cs.conns {
-			if c.lagging || !c.skipUntil.Before(ev.ID) || !c.subs[name].delivers(ev) {
+			if c.lagging || !c.subs[name].delivers(ev) {
 				continue
 			}
 			if c.mark != h.seq {
@@ -260,12 +291,87 @@ func (h *hub) lag(c *conn, from broadcaster.Cursor) {
 	if c.lagging {
 		return
 	}
-	if from.Before(c.skipUntil) {
-		from = c.skipUntil
-	}
 	c.lagging, c.lagPos = true, from
+	h.holdFrom(c, from)
 	h.stats.catchUps.Add(1)
 	c.wakeCatchUp()
+}
+
+// holdFrom makes the log keep the events after from for c's catch-up, in
+// place of any hold c had; h.mu must be held. Without a hold (from is no
+// longer retained) the catch-up finds its cursor expired.
+func (h *hub) holdFrom(c *conn, from broadcaster.Cursor) {
+	if h.log == nil {
+		return
+	}
+	if c.hold != nil {
+		c.hold.Release()
+		c.hold = nil
+	}
+	if hold, err := h.log.Hold(from); err == nil {
+		c.hold = hold
+	}
+}
+
+// release ends c's hold, if it has one; h.mu must be held.
+func (c *conn) release() {
+	if c.hold != nil {
+		c.hold.Release()
+		c.hold = nil
+	}
+}
+
+// gated is a connection held at a control record, and its subscriptions
+// to re-check.
+type gated struct {
+	c     *conn
+	chans []*acl.Channel
+}
+
+// gate moves the position to the control record at, and holds every
+// connection with a subscription that affected says depends on the
+// record's tables: from then on the hub does not queue their events, and
+// their catch-up waits, until ungate. It returns them with those
+// subscriptions.
+func (h *hub) gate(at broadcaster.Cursor, affected func(*acl.Channel) bool) []gated {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos.Before(at) {
+		h.pos = at
+	}
+	var out []gated
+	idx := map[*conn]int{}
+	for _, cs := range h.index {
+		if !affected(cs.ch) {
+			continue
+		}
+		for c := range cs.conns {
+			i, ok := idx[c]
+			if !ok {
+				i = len(out)
+				idx[c] = i
+				out = append(out, gated{c: c})
+				c.gate++
+				if !c.lagging {
+					c.lagging, c.lagPos = true, at
+					h.holdFrom(c, at)
+				}
+			}
+			out[i].chans = append(out[i].chans, cs.ch)
+		}
+	}
+	return out
+}
+
+// ungate ends one hold of gate on c: once none is left, c goes on from the
+// log.
+func (h *hub) ungate(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c.gate--
+	if c.gate == 0 && c.lagging {
+		c.wakeCatchUp()
+	}
 }
 
 // resetAll queues reset for every channel of every connection and moves
@@ -276,6 +382,7 @@ func (h *hub) resetAll(from broadcaster.Cursor) {
 	h.queueResets()
 	if h.pos.Before(from) {
 		h.pos = from
+		h.signalMovedLocked()
 	}
 	h.stats.resets.Add(1)
 }
@@ -303,6 +410,7 @@ func (h *hub) lost(floor broadcaster.Cursor) {
 	defer h.mu.Unlock()
 	if h.pos.Before(floor) {
 		h.pos = floor
+		h.signalMovedLocked()
 	}
 	h.queueResets()
 }
@@ -339,9 +447,6 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 	if c.lagging {
 		served = c.lagPos
 	}
-	if served.Before(c.skipUntil) {
-		served = c.skipUntil
-	}
 	rewind := resume && from.Before(served)
 	if rewind {
 		// The existing subscriptions were served up to served: the replay
@@ -375,9 +480,11 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 		if c.lagging {
 			if from.Before(c.lagPos) {
 				c.lagPos = from
+				h.holdFrom(c, from)
 			}
 		} else {
 			c.lagging, c.lagPos = true, from
+			h.holdFrom(c, from)
 			c.wakeCatchUp()
 		}
 		h.stats.resumes.Add(1)
@@ -391,9 +498,10 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 }
 
 // catchUpFrames turns a page of the log, read after from, into the frames
-// due on c, and moves c's catch-up position past it. Given an empty page
-// (c has reached the end of the log, so also the hub's position), it puts c
-// back to live delivery instead and reports done. moved is false when c was
+// due on c, and moves c's catch-up position past it. Only what the hub has
+// fanned out is served (the hub applies control records first): given a
+// page with nothing at or before the hub's position, it puts c back to
+// live delivery instead and reports done. moved is false when c was
 // rewound (or went live) since from was read: read again. h.mu is taken.
 func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.Event, logger *slog.Logger) (frames []outFrame, done, moved bool) {
 	h.mu.Lock()
@@ -401,15 +509,17 @@ func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.
 	if !c.lagging || c.lagPos != from {
 		return nil, !c.lagging, false
 	}
-	if len(evs) == 0 && !from.Before(h.pos) {
-		// Live again. Events the catch-up read past the hub's position
-		// must not come twice.
+	for len(evs) > 0 && h.pos.Before(evs[len(evs)-1].ID) {
+		evs = evs[:len(evs)-1]
+	}
+	if len(evs) == 0 {
+		// Live again: the hub queues what comes after its position.
 		c.lagging = false
-		c.skipUntil = from
 		c.servedUpTo = broadcaster.Cursor{}
 		for _, sub := range c.subs {
 			sub.rewind = false
 		}
+		c.release()
 		return nil, true, true
 	}
 	var match []string
@@ -438,8 +548,9 @@ func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.
 		}
 		frames = append(frames, outFrame{data: eventEnvelope(match, body), event: true, commit: ev.Timestamp})
 	}
-	if len(evs) > 0 {
-		c.lagPos = evs[len(evs)-1].ID
+	c.lagPos = evs[len(evs)-1].ID
+	if c.hold != nil {
+		c.hold.Move(c.lagPos)
 	}
 	return frames, false, true
 }
@@ -475,6 +586,7 @@ func (h *hub) removeAll(c *conn) {
 	for name := range c.subs {
 		h.drop(c, name)
 	}
+	c.release()
 }
 
 // drop removes one subscription; h.mu must be held.

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -178,6 +179,36 @@ func TestResumeAheadOfTheLog(t *testing.T) {
 	}
 }
 
+// TestResumeFarAheadOfTheLog: a cursor past anything the log has or is
+// rebuilding (another database's, or made up) does not mute the channel:
+// the client is told to reset, and gets the live events.
+func TestResumeFarAheadOfTheLog(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("19", "class:1")
+	e.appendEvents(1, "class:1")
+	c := e.connect("19", "teacher")
+	ahead := broadcaster.Cursor{LSN: envHorizon + 1, Pos: 1}.String()
+	c.request("subscribe", map[string]any{"channels": []string{"class:1"}, "since": ahead})
+	c.expect("subscribed")
+	if m := c.expect("reset"); m.str("reason") != "cursor_expired" || strings.Join(m.strs("channels"), ",") != "class:1" {
+		t.Fatalf("got %v, want reset of class:1", m)
+	}
+	live := e.appendEvents(1, "class:1")
+	if got, _ := c.events(1); got[0] != live[0].ID.String() {
+		t.Fatalf("got %v, want the live event %s", got, live[0].ID)
+	}
+	req, _ := http.NewRequest("GET", e.hs.URL+"/api/realtime/sync?channels=class:1&since="+ahead, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token("19", "teacher"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("/sync since a cursor ahead: %d, want 410", resp.StatusCode)
+	}
+}
+
 func TestResumeMalformedCursor(t *testing.T) {
 	e := newEnv(t, nil)
 	e.acc.grant("19", "class:1")
@@ -214,4 +245,67 @@ func TestBurstLargerThanRetention(t *testing.T) {
 	if st := e2.srv.Stats(); st.Resets != 0 {
 		t.Fatalf("%d resets: the hub fell behind the burst", st.Resets)
 	}
+}
+
+// TestBurstPastQueueAndRetention: a burst far larger than both the send
+// queue and the retention, appended as one batch, reaches a client that
+// reads promptly whole and in order, and a client that subscribes while it
+// is being fanned out gets everything after its subscribed cursor: the log
+// keeps what a catching-up connection still needs (its hold) past the
+// retention. The held events go once the clients have read them.
+func TestBurstPastQueueAndRetention(t *testing.T) {
+	small := eventlog.NewMemory(eventlog.Options{MaxEvents: 300})
+	e := newEnv(t, func(o *Options) {
+		o.Log = small
+		o.Limits.SendQueue = 64
+	})
+	e.log = small
+	e.acc.grant("19", "class:1")
+	e.acc.grant("20", "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:1")
+	late := e.connect("20", "teacher")
+
+	burst := e.makeEvents(20000, "", "class:1")
+	appended := make(chan struct{})
+	go func() {
+		defer close(appended)
+		e.appendBatch(burst)
+	}()
+	// The late client subscribes in the middle of the fan-out.
+	waitFor(t, "the fan-out under way", func() bool { return e.srv.Stats().EventsDelivered > 2000 })
+	lateAt, err := broadcaster.ParseCursor(late.subscribe("class:1").str("cursor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got, _ := c.events(len(burst))
+	for i := range got {
+		if got[i] != burst[i].ID.String() {
+			t.Fatalf("event %d is %s, want %s", i, got[i], burst[i].ID)
+		}
+	}
+	<-appended
+	var want []string
+	for i := range burst {
+		if lateAt.Before(burst[i].ID) {
+			want = append(want, burst[i].ID.String())
+		}
+	}
+	if len(want) == 0 || len(want) == len(burst) {
+		t.Fatalf("the late client subscribed at %v, not during the burst", lateAt)
+	}
+	lateGot, _ := late.events(len(want))
+	if strings.Join(lateGot, " ") != strings.Join(want, " ") {
+		t.Fatalf("the late client got %d events, not the %d after its cursor in order", len(lateGot), len(want))
+	}
+	for _, cl := range []*client{c, late} {
+		if extra := cl.ping(); len(extra) != 0 {
+			t.Fatalf("extra frames: %v", extra)
+		}
+	}
+	if st := e.srv.Stats(); st.Overflows != 0 || st.Resets != 0 || st.CatchUps == 0 {
+		t.Fatalf("stats %+v: want catch-ups, no 4009 and no reset", st)
+	}
+	waitFor(t, "the held events released", func() bool { st := small.Stats(); return st.Held == 0 && st.Holds == 0 && st.Events == 300 })
 }

@@ -220,7 +220,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.audit = newAuditLog(opts.Audit, opts.Now, func(err error) {
 		s.logger.Error("ws: cannot write the audit log", "err", err)
 	})
-	s.hub = newHub(s.stats, opts.Log.Head())
+	s.hub = newHub(s.stats, opts.Log, opts.Log.Head())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
@@ -421,40 +421,71 @@ func (s *Server) revoke(c *conn, channel, reason string) {
 	s.audit.revoke(c, userID, channel, reason)
 }
 
-// TablesChanged tells the gateway that membership tables changed: cached
-// access answers for them are dropped, and every subscription to a channel
-// whose access depends on one of them is checked again, in the background;
-// the ones no longer allowed are revoked with reason "forbidden".
-func (s *Server) TablesChanged(tables ...string) {
-	for _, t := range tables {
+// control applies a control record on the hub's goroutine, at its place in
+// commit order: the tables it names changed, so the cached access answers
+// that depend on them go, and every subscription whose access depends on
+// one of them is checked again, in the background, before anything after
+// the record reaches its connection; the ones no longer allowed are revoked
+// with reason "forbidden". Other connections are not delayed.
+func (s *Server) control(ev *broadcaster.Event) {
+	for _, t := range ev.Recheck {
 		s.access.Invalidate(t)
 	}
 	s.aclGen.Add(1)
-	if len(tables) == 0 || !s.enter() {
+	work := s.hub.gate(ev.ID, func(ch *acl.Channel) bool {
+		return slices.ContainsFunc(ev.Recheck, func(t string) bool { return s.access.AffectedBy(t, ch) })
+	})
+	if len(work) == 0 {
 		return
 	}
-	tables = slices.Clone(tables)
+	if !s.enter() {
+		for _, g := range work {
+			s.hub.ungate(g.c)
+		}
+		return
+	}
 	go func() {
 		defer s.wg.Done()
-		s.recheckTables(tables)
+		s.recheckGated(work)
 	}()
 }
 
-func (s *Server) recheckTables(tables []string) {
-	for _, sub := range s.hub.snapshot() {
-		affected := slices.ContainsFunc(tables, func(t string) bool { return s.access.AffectedBy(t, sub.ch) })
-		if !affected {
-			continue
-		}
-		for _, c := range sub.conns {
-			if s.ctx.Err() != nil {
-				return
+// recheckWorkers bounds the access re-checks run at once for one control
+// record (the read pool has 8 connections).
+const recheckWorkers = 4
+
+// recheckGated re-checks the gated connections' subscriptions, a few
+// connections at a time, and lets each go on once its own are done.
+func (s *Server) recheckGated(work []gated) {
+	jobs := make(chan gated)
+	var wg sync.WaitGroup
+	for range min(recheckWorkers, len(work)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := range jobs {
+				s.recheckConn(g)
 			}
-			if c.failed.Load() {
-				continue
-			}
-			s.recheck(s.ctx, c, c.getClaims(), sub.ch)
+		}()
+	}
+	for _, g := range work {
+		jobs <- g
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+func (s *Server) recheckConn(g gated) {
+	defer s.hub.ungate(g.c)
+	if g.c.failed.Load() {
+		return
+	}
+	claims := g.c.getClaims()
+	for _, ch := range g.chans {
+		if s.ctx.Err() != nil {
+			return
 		}
+		s.recheck(s.ctx, g.c, claims, ch)
 	}
 }
 

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -158,7 +159,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, syncError{Error: codeBadRequest, Message: err.Error()})
 		return
 	}
-	want := make(map[string]bool, len(req.channels))
+	scope := syncScope{ctx: r.Context(), claims: claims, want: make(map[string]*acl.Channel, len(req.channels))}
 	for _, name := range req.channels {
 		ch, err := s.access.Resolve(name)
 		switch {
@@ -177,7 +178,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusForbidden, syncError{Error: codeForbidden, Channel: name, Message: "not allowed to read " + truncate(name, 100)})
 			return
 		}
-		want[name] = true
+		scope.want[name] = ch
 	}
 	from := req.since
 	if req.sinceMS != nil {
@@ -186,19 +187,19 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if from.IsZero() && r.URL.Query().Get("since") == "" {
-		from = s.log.Head()
+		from = s.hub.position()
 	}
-	ans, err := s.collect(from, want, req.limit)
-	if errors.Is(err, broadcaster.ErrCursorExpired) {
+	ans, revoked, err := s.collect(from, &scope, req.limit)
+	if err != nil {
 		s.syncExpired(w)
 		return
 	}
-	if len(ans.Events) == 0 && !ans.More && req.wait > 0 {
+	if len(ans.Events) == 0 && !ans.More && revoked == "" && req.wait > 0 {
 		timer := time.NewTimer(req.wait)
 		defer timer.Stop()
-		for len(ans.Events) == 0 && !ans.More {
+		for len(ans.Events) == 0 && !ans.More && revoked == "" {
 			select {
-			case <-s.log.Wait(ans.Cursor):
+			case <-s.hub.past(ans.Cursor):
 			case <-timer.C:
 				s.syncOutcome("empty")
 				writeJSON(w, http.StatusOK, ans)
@@ -209,11 +210,18 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, http.StatusOK, ans)
 				return
 			}
-			if ans, err = s.collect(ans.Cursor, want, req.limit); err != nil {
+			if ans, revoked, err = s.collect(ans.Cursor, &scope, req.limit); err != nil {
 				s.syncExpired(w)
 				return
 			}
 		}
+	}
+	if revoked != "" && len(ans.Events) == 0 {
+		// Access was lost at a change committed after the cursor; what
+		// came before it was answered already.
+		s.syncOutcome("forbidden")
+		writeJSON(w, http.StatusForbidden, syncError{Error: codeForbidden, Channel: revoked, Message: "no longer allowed to read " + truncate(revoked, 100)})
+		return
 	}
 	if len(ans.Events) == 0 {
 		s.syncOutcome("empty")
@@ -223,21 +231,44 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ans)
 }
 
-// collect gathers up to limit events after from on the wanted channels. The
-// answer's cursor is the last event read (matching or not), or from.
-func (s *Server) collect(from broadcaster.Cursor, want map[string]bool, limit int) (syncAnswer, error) {
-	ans := syncAnswer{Events: []syncEvent{}, Cursor: from}
+// syncScope is who asks /sync for which channels.
+type syncScope struct {
+	ctx    context.Context
+	claims *acl.Claims
+	want   map[string]*acl.Channel
+}
+
+// collect gathers up to limit events after from on the wanted channels, up
+// to the hub's position: the hub applies control records before anything
+// after them is served. The answer's cursor is the last event read
+// (matching or not), or from. At a control record that changed tables the
+// access to a wanted channel depends on, access is checked again; when it
+// was lost, collect stops before the record and names the channel: nothing
+// committed after the change reaches the caller.
+func (s *Server) collect(from broadcaster.Cursor, scope *syncScope, limit int) (ans syncAnswer, revoked string, err error) {
+	ans = syncAnswer{Events: []syncEvent{}, Cursor: from}
+	bound := s.hub.position()
 	scanned := 0
 	for {
 		evs, more, err := s.log.Since(ans.Cursor, min(limit*4, 2048))
 		if err != nil {
-			return ans, err
+			return ans, "", err
+		}
+		for len(evs) > 0 && bound.Before(evs[len(evs)-1].ID) {
+			evs, more = evs[:len(evs)-1], false
 		}
 		for i := range evs {
 			ev := &evs[i]
+			if ev.IsControl() {
+				if name := s.lostAccess(ev, scope); name != "" {
+					return ans, name, nil
+				}
+				ans.Cursor = ev.ID
+				continue
+			}
 			var match []string
 			for _, name := range ev.Channels {
-				if want[name] && !slices.Contains(match, name) {
+				if scope.want[name] != nil && !slices.Contains(match, name) {
 					match = append(match, name)
 				}
 			}
@@ -253,22 +284,38 @@ func (s *Server) collect(from broadcaster.Cursor, want map[string]bool, limit in
 			ans.Events = append(ans.Events, syncEvent{Channels: match, Event: body})
 			if len(ans.Events) == limit {
 				ans.More = i < len(evs)-1 || more
-				return ans, nil
+				return ans, "", nil
 			}
 		}
 		if !more {
-			if len(evs) == 0 && ans.Cursor.Before(s.log.Head()) {
-				// Nothing after the cursor but the end of a transaction
-				// with no event: move the cursor there.
-				ans.Cursor = s.log.Head()
+			if ans.Cursor.Before(bound) {
+				// Nothing more up to the hub's position but the end of a
+				// transaction with no event: move the cursor there.
+				ans.Cursor = bound
 			}
-			return ans, nil
+			return ans, "", nil
 		}
 		if scanned >= syncScan {
 			ans.More = true
-			return ans, nil
+			return ans, "", nil
 		}
 	}
+}
+
+// lostAccess checks again the wanted channels whose access depends on the
+// tables a control record names, and returns the first one no longer
+// allowed, or "". A check that fails counts as lost: it is asked again.
+func (s *Server) lostAccess(ev *broadcaster.Event, scope *syncScope) string {
+	for name, ch := range scope.want {
+		if !slices.ContainsFunc(ev.Recheck, func(t string) bool { return s.access.AffectedBy(t, ch) }) {
+			continue
+		}
+		ok, err := s.access.Allowed(scope.ctx, scope.claims, ch)
+		if err != nil || !ok {
+			return name
+		}
+	}
+	return ""
 }
 
 func (s *Server) syncExpired(w http.ResponseWriter) {

@@ -175,8 +175,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		handler := newRecheckTee(mapper, recheckTables(cfg), gateway.TablesChanged)
-		if err := stream.Run(runCtx, handler); err != nil {
+		if err := stream.Run(runCtx, mapper); err != nil {
 			fail(err)
 		}
 	}()
@@ -302,7 +301,7 @@ func (t *tracingLog) Append(ctx context.Context, b broadcaster.Batch) error {
 		head := t.Log.Head()
 		for i := range b.Events {
 			ev := &b.Events[i]
-			if !head.Before(ev.ID) {
+			if !head.Before(ev.ID) || ev.IsControl() {
 				continue
 			}
 			t.log.LogAttrs(ctx, slog.LevelDebug, "event",

@@ -91,7 +91,7 @@ type envelope struct {
 func (s *lineSink) Append(_ context.Context, b broadcaster.Batch) error {
 	for i := range b.Events {
 		ev := &b.Events[i]
-		if !s.match(ev.Type) {
+		if ev.IsControl() || !s.match(ev.Type) {
 			continue
 		}
 		channels := ev.Channels
