@@ -83,6 +83,10 @@ type JWT struct {
 type Retention struct {
 	MaxEvents int           `mapstructure:"max_events"` // default 100000
 	MaxAge    time.Duration `mapstructure:"max_age"`    // default 15m
+	// MaxHeldBytes bounds the memory (estimated) of events kept past
+	// MaxEvents and MaxAge for connections still reading them (catching up
+	// after a burst). Default 64 MiB.
+	MaxHeldBytes int64 `mapstructure:"max_held_bytes"`
 }
 
 // Limits protect the gateway.

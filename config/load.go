@@ -38,13 +38,14 @@ var defaults = map[string]any{
 	"server.listen":        ":8080",
 	"server.drain_timeout": 10 * time.Second,
 
-	"auth.jwt.algorithms":  []string{"HS256"},
-	"auth.jwt.leeway":      30 * time.Second,
-	"auth.jwt.claims":      map[string]string{"user_id": "sub", "role": "role"},
-	"auth.admin_roles":     []string{"admin", "super_admin"},
-	"auth.acl_cache_ttl":   60 * time.Second,
-	"retention.max_events": 100000,
-	"retention.max_age":    15 * time.Minute,
+	"auth.jwt.algorithms":      []string{"HS256"},
+	"auth.jwt.leeway":          30 * time.Second,
+	"auth.jwt.claims":          map[string]string{"user_id": "sub", "role": "role"},
+	"auth.admin_roles":         []string{"admin", "super_admin"},
+	"auth.acl_cache_ttl":       60 * time.Second,
+	"retention.max_events":     100000,
+	"retention.max_age":        15 * time.Minute,
+	"retention.max_held_bytes": int64(64 << 20),
 
 	"limits.max_connections_per_ip_per_minute": 60,
 	"limits.max_connections_per_user":          10,
@@ -968,6 +969,7 @@ func (v *validator) ranges() {
 		{"limits.max_messages_per_second", c.Limits.MaxMessagesPerSecond},
 		{"limits.send_queue", c.Limits.SendQueue},
 		{"source.max_retained_wal", int(c.Source.MaxRetainedWAL)},
+		{"retention.max_held_bytes", int(c.Retention.MaxHeldBytes)},
 	}
 	for _, i := range ints {
 		if i.n < 0 {

@@ -160,7 +160,7 @@ func TestDefaults(t *testing.T) {
 			AdminRoles:  []string{"admin", "super_admin"},
 			ACLCacheTTL: 60 * time.Second,
 		},
-		Retention: Retention{MaxEvents: 100000, MaxAge: 15 * time.Minute},
+		Retention: Retention{MaxEvents: 100000, MaxAge: 15 * time.Minute, MaxHeldBytes: 64 << 20},
 		Limits: Limits{MaxConnectionsPerIPPerMinute: 60, MaxConnectionsPerUser: 10,
 			MaxSubscriptionsPerConn: 200, MaxFrameBytes: 65536, MaxMessagesPerSecond: 50, SendQueue: 1024, StallTimeout: 5 * time.Second},
 		Audit: Audit{Log: "stdout"},

@@ -36,6 +36,9 @@ var (
 
 	descLogEvents    = newDesc("eventlog_events", "Events retained in the event log.")
 	descLogOldestAge = newDesc("eventlog_oldest_event_age_seconds", "Age, by commit time, of the oldest event retained in the event log; 0 when it is empty.")
+	descLogHeld      = newDesc("eventlog_held_events", "Events kept past the retention for connections still reading them (catching up after a burst).")
+	descLogHeldBytes = newDesc("eventlog_held_bytes", "Estimated memory of the held events; bounded by retention.max_held_bytes.")
+	descLogHeldDrop  = newDesc("eventlog_held_dropped_total", "Held events dropped over retention.max_held_bytes: the connections still behind them were closed 4009.")
 
 	descConnected     = newDesc("replication_connected", "1 while the replication stream is connected.")
 	descCaughtUp      = newDesc("replication_caught_up", "1 once the stream has replayed what the slot held back when it started.")
@@ -64,7 +67,7 @@ var allDescs = []*prometheus.Desc{
 	descSyncRequests, descAuthFailures, descRevocations,
 	descEmitted,
 	descACLChecks, descACLCacheHits, descACLQueries,
-	descLogEvents, descLogOldestAge,
+	descLogEvents, descLogOldestAge, descLogHeld, descLogHeldBytes, descLogHeldDrop,
 	descConnected, descCaughtUp, descReconnects, descReceivedLSN, descConfirmedLSN,
 	descLastCommit, descLagBytes, descLagSeconds, descServerLSN, descSlotConfirmed,
 	descSlotExists, descSlotActive, descSlotLost, descSlotRetained, descSlotThreshold,
@@ -126,6 +129,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if l := st.EventLog; l != nil {
 		e.gauge(descLogEvents, float64(l.Events))
 		e.gauge(descLogOldestAge, l.OldestAge.Seconds())
+		e.gauge(descLogHeld, float64(l.Held))
+		e.gauge(descLogHeldBytes, float64(l.HeldBytes))
+		e.counter(descLogHeldDrop, float64(l.HeldDropped))
 	}
 	if r := st.Replication; r != nil {
 		e.gauge(descConnected, boolFloat(r.Connected))

@@ -50,7 +50,7 @@ func fakeSources(t *testing.T, c *clock) Sources {
 			}
 		},
 		ACL:    func() ACLStats { return ACLStats{Granted: 10, Denied: 4, CacheHits: 3, SQLQueries: 2} },
-		Log:    func() LogStats { return LogStats{Events: 12, Oldest: t0.Add(-90 * time.Second)} },
+		Log:    func() LogStats { return LogStats{Events: 12, Oldest: t0.Add(-90 * time.Second), Held: 3, HeldBytes: 900, HeldDropped: 2} },
 		Events: func() map[string]uint64 { return map[string]uint64{"exam.submitted": 9, "user.created": 3} },
 		Slot:   mon,
 	}
@@ -124,6 +124,15 @@ cdc_broadcaster_acl_sql_queries_total 2
 # HELP cdc_broadcaster_eventlog_events Events retained in the event log.
 # TYPE cdc_broadcaster_eventlog_events gauge
 cdc_broadcaster_eventlog_events 12
+# HELP cdc_broadcaster_eventlog_held_bytes Estimated memory of the held events; bounded by retention.max_held_bytes.
+# TYPE cdc_broadcaster_eventlog_held_bytes gauge
+cdc_broadcaster_eventlog_held_bytes 900
+# HELP cdc_broadcaster_eventlog_held_dropped_total Held events dropped over retention.max_held_bytes: the connections still behind them were closed 4009.
+# TYPE cdc_broadcaster_eventlog_held_dropped_total counter
+cdc_broadcaster_eventlog_held_dropped_total 2
+# HELP cdc_broadcaster_eventlog_held_events Events kept past the retention for connections still reading them (catching up after a burst).
+# TYPE cdc_broadcaster_eventlog_held_events gauge
+cdc_broadcaster_eventlog_held_events 3
 # HELP cdc_broadcaster_eventlog_oldest_event_age_seconds Age, by commit time, of the oldest event retained in the event log; 0 when it is empty.
 # TYPE cdc_broadcaster_eventlog_oldest_event_age_seconds gauge
 cdc_broadcaster_eventlog_oldest_event_age_seconds 90

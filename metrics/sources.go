@@ -100,4 +100,10 @@ type LogStats struct {
 	// Oldest is the commit time of the oldest retained event; zero when
 	// the log is empty.
 	Oldest time.Time
+	// Held and HeldBytes are the events kept past the retention for
+	// connections still reading them, and their estimated size; HeldDropped
+	// counts those dropped over retention.max_held_bytes.
+	Held        int
+	HeldBytes   int64
+	HeldDropped uint64
 }

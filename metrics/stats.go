@@ -34,16 +34,23 @@ type EventLogStats struct {
 	Oldest time.Time `json:"-"`
 	// OldestAge is how long ago Oldest was; zero when the log is empty.
 	OldestAge time.Duration `json:"-"`
+	// Held, HeldBytes and HeldDropped are as in LogStats.
+	Held        int
+	HeldBytes   int64
+	HeldDropped uint64
 }
 
 // MarshalJSON encodes the times as RFC 3339 (null when the log is empty)
 // and the age in seconds.
 func (l EventLogStats) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		Events    int        `json:"events"`
-		Oldest    *time.Time `json:"oldestEventTime"`
-		OldestAge float64    `json:"oldestEventAgeSeconds"`
-	}{l.Events, timeOrNil(l.Oldest), l.OldestAge.Seconds()})
+		Events      int        `json:"events"`
+		Oldest      *time.Time `json:"oldestEventTime"`
+		OldestAge   float64    `json:"oldestEventAgeSeconds"`
+		Held        int        `json:"heldEvents"`
+		HeldBytes   int64      `json:"heldBytes"`
+		HeldDropped uint64     `json:"heldDropped"`
+	}{l.Events, timeOrNil(l.Oldest), l.OldestAge.Seconds(), l.Held, l.HeldBytes, l.HeldDropped})
 }
 
 // ReplicationStats is the replication stream's state and lag.
@@ -136,7 +143,7 @@ func (m *Metrics) Snapshot() Stats {
 	}
 	if src.Log != nil {
 		l := src.Log()
-		st.EventLog = &EventLogStats{Events: l.Events, Oldest: l.Oldest}
+		st.EventLog = &EventLogStats{Events: l.Events, Oldest: l.Oldest, Held: l.Held, HeldBytes: l.HeldBytes, HeldDropped: l.HeldDropped}
 		if !l.Oldest.IsZero() {
 			st.EventLog.OldestAge = max(now.Sub(l.Oldest), 0)
 		}

@@ -164,7 +164,10 @@ func TestStatsJSON(t *testing.T) {
   "eventLog": {
     "events": 12,
     "oldestEventTime": "2025-11-29T09:58:30Z",
-    "oldestEventAgeSeconds": 90
+    "oldestEventAgeSeconds": 90,
+    "heldEvents": 3,
+    "heldBytes": 900,
+    "heldDropped": 2
   },
   "replication": {
     "slot": "cdc",

@@ -86,7 +86,7 @@ func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rule
 		},
 		Log: func() metrics.LogStats {
 			s := evlog.Stats()
-			return metrics.LogStats{Events: s.Events, Oldest: s.Oldest}
+			return metrics.LogStats{Events: s.Events, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes, HeldDropped: s.OverBudget}
 		},
 		Slot: o.monitor,
 	}

@@ -24,6 +24,21 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	return conn, nil
 }
 
+// currentWAL returns the database's WAL insert position: every commit a
+// client may hold a cursor of lies before it.
+func currentWAL(ctx context.Context, url string) (broadcaster.LSN, error) {
+	conn, err := connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var lsn string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("read the WAL position: %w", err)
+	}
+	return broadcaster.ParseLSN(lsn)
+}
+
 // mappedTables returns the table names the mappings name.
 func mappedTables(cfg *config.Config) []string {
 	names := make([]string, 0, len(cfg.Mappings))

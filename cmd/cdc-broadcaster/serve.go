@@ -59,14 +59,21 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	horizon, err := currentWAL(ctx, cfg.Source.DatabaseURL)
+	if err != nil {
+		return err
+	}
 	// The log is rebuilt from the slot: it starts where the slot resumes,
 	// and a client cursor from before that is expired. Whatever lies before
-	// was committed before now.
+	// was committed before now; whatever a client holds a cursor of, before
+	// the WAL's end now.
 	evlog := eventlog.NewMemory(eventlog.Options{
-		MaxEvents: cfg.Retention.MaxEvents,
-		MaxAge:    cfg.Retention.MaxAge,
-		Floor:     broadcaster.Cursor{LSN: resumeAt - 1},
-		FloorTime: time.Now(),
+		MaxEvents:    cfg.Retention.MaxEvents,
+		MaxAge:       cfg.Retention.MaxAge,
+		MaxHeldBytes: cfg.Retention.MaxHeldBytes,
+		Floor:        broadcaster.Cursor{LSN: resumeAt - 1},
+		FloorTime:    time.Now(),
+		Horizon:      horizon,
 	})
 	sink.Log = obs.countEvents(evlog)
 
