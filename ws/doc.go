@@ -36,8 +36,13 @@
 //     wait): the first-frame authentication deadline, token_expiring then
 //     the token's expiry, and the ping sent every heartbeat, which drops a
 //     peer that does not answer within one.
-//   - Server.TablesChanged re-checks affected subscriptions in a goroutine
-//     of its own, tracked like the connections.
+//   - A control record in the log (broadcaster.Event.Recheck: a transaction
+//     changed tables that access depends on) is applied by the hub at its
+//     place in commit order: it drops the cached answers, gates every
+//     connection with an affected subscription (the hub stops queueing for
+//     it; it goes on from the log once its re-checks are done) and starts a
+//     goroutine, tracked like the connections, that re-checks them a few
+//     connections at a time and revokes what was lost.
 //
 // Once authenticated, nothing closes a connection but the writer (or
 // coder/websocket itself, on a broken socket or an oversized frame, or the
@@ -56,6 +61,17 @@
 // each; writes are bounded by a deadline on the socket rather than a
 // context (coder/websocket keeps the last write's context); connections on
 // one channel share its resolved acl.Channel.
+//
+// # What the hub has applied
+//
+// Nothing after the hub's position is served to anyone: catch-ups and
+// /sync read the log only up to it. So a control record has taken effect
+// (cache dropped, affected connections gated) before any event after it
+// reaches a client, and /sync checks access again at the records it reads.
+// A connection catching up holds its place in the log
+// (broadcaster.LogReader.Hold): the log keeps what it still needs past the
+// retention, within retention.max_held_bytes, and drops the hold when the
+// connection is live again or gone.
 //
 // # Cursors
 //
