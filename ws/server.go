@@ -291,6 +291,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, httpError{"bad_request", "unsupported subprotocol: offer " + Subprotocol})
 		return
 	}
+	if hasQueryToken(r) && !s.opts.Server.AllowQueryToken {
+		s.authFailed("", ip, "token in the query string refused: server.allow_query_token is off")
+		writeJSON(w, http.StatusUnauthorized, httpError{"unauthenticated", "the access_token query parameter is off on this server " +
+			"(server.allow_query_token): send the token in the first frame, or in an Authorization: Bearer header"})
+		return
+	}
 	var claims *acl.Claims
 	if token, ok, err := requestToken(r); err != nil || ok {
 		if err == nil {
@@ -607,8 +613,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// requestToken returns the token of an upgrade request: the Authorization
-// Bearer header, else the access_token query parameter. ok is false when
+// requestToken returns the token of a request: the Authorization Bearer
+// header, else the access_token query parameter (which the callers accept
+// only on an upgrade, and only with server.allow_query_token). ok is false when
 // there is none; err is set for an Authorization header that is not a
 // Bearer token.
 func requestToken(r *http.Request) (token string, ok bool, err error) {
@@ -624,6 +631,12 @@ func requestToken(r *http.Request) (token string, ok bool, err error) {
 		return q.Get("access_token"), true, nil
 	}
 	return "", false, nil
+}
+
+// hasQueryToken reports whether the request carries an access_token query
+// parameter: a token in the URL, which proxies and access logs record.
+func hasQueryToken(r *http.Request) bool {
+	return r.URL.Query().Has("access_token")
 }
 
 // redact keeps a verifier's message from ever carrying the token itself,

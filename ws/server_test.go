@@ -17,7 +17,10 @@ import (
 )
 
 func TestAuthWays(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.HeartbeatInterval = 7 * time.Second })
+	e := newEnv(t, func(o *Options) {
+		o.HeartbeatInterval = 7 * time.Second
+		o.Server.AllowQueryToken = true
+	})
 	e.appendEvents(1, "class:1")
 	waitFor(t, "hub at the head", func() bool { return e.srv.hub.position() == e.log.Head() })
 	tests := []struct {
@@ -76,7 +79,7 @@ func TestAuthWays(t *testing.T) {
 }
 
 func TestUpgradeRefusedWithBadToken(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, allowQueryToken)
 	for _, via := range []string{viaHeader, viaQuery} {
 		t.Run(via, func(t *testing.T) {
 			_, resp, err := e.dial(via, "forged", nil)
@@ -522,7 +525,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestTokensNeverLogged(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, allowQueryToken)
 	good := e.ver.add("GOOD-QUERY-TOKEN-1234", "19", "teacher", time.Now().Add(time.Hour))
 	c, _, err := e.dial(viaQuery, good, nil)
 	if err != nil {

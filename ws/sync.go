@@ -139,6 +139,14 @@ func isDigits(s string) bool {
 // time) on channels the caller may read, paged, with long-polling. It is the
 // polling fallback and the re-sync after a reconnect.
 func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
+	if hasQueryToken(r) {
+		// Whatever server.allow_query_token says: a poller can always set
+		// a header, and a token in a URL lands in proxy logs.
+		s.syncOutcome("unauthenticated")
+		writeJSON(w, http.StatusUnauthorized, syncError{Error: "unauthenticated",
+			Message: "a token in the URL (access_token) is not accepted here: send Authorization: Bearer <token>"})
+		return
+	}
 	token, ok, err := requestToken(r)
 	if err != nil || !ok {
 		s.syncOutcome("unauthenticated")
