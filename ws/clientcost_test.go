@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Tests of what one client may cost the gateway (issue 11): tokens in
@@ -74,4 +73,55 @@ func TestSyncRefusesQueryToken(t *testing.T) {
 	}
 }
 
-var _ = time.Second
+func TestSyncPollLimits(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Limits.MaxSyncPollsPerUser = 2
+		o.Limits.MaxSyncPollsPerIP = 3
+	})
+	a, b := e.token("1", "admin"), e.token("2", "admin")
+	parked := make(chan int, 3)
+	park := func(tok string) {
+		go func() {
+			resp, _ := e.syncGet("channels=class:1&wait=2s", tok)
+			parked <- resp.StatusCode
+		}()
+	}
+	inProgress := func(user string, n int) func() bool {
+		return func() bool {
+			e.srv.polls.mu.Lock()
+			defer e.srv.polls.mu.Unlock()
+			return e.srv.polls.users[user] == n
+		}
+	}
+	park(a)
+	park(a)
+	waitFor(t, "two polls of user 1", inProgress("1", 2))
+	refused := func(tok, limit string) {
+		t.Helper()
+		resp, body := e.syncGet("channels=class:1&wait=2s", tok)
+		msg, _ := body["message"].(string)
+		if resp.StatusCode != http.StatusTooManyRequests || body["error"] != "rate_limited" || !strings.Contains(msg, limit) {
+			t.Errorf("%d %v, want 429 rate_limited naming %s", resp.StatusCode, body, limit)
+		}
+	}
+	refused(a, "limits.max_sync_polls_per_user")
+	park(b)
+	waitFor(t, "a poll of user 2", inProgress("2", 1))
+	refused(b, "limits.max_sync_polls_per_ip")
+	for range 3 {
+		if code := <-parked; code != http.StatusOK {
+			t.Errorf("a parked poll ended %d, want 200", code)
+		}
+	}
+	if resp, body := e.syncGet("channels=class:1", a); resp.StatusCode != http.StatusOK {
+		t.Errorf("after the polls ended: %d %v", resp.StatusCode, body)
+	}
+	if got := e.srv.Stats().SyncRequests["rate_limited"]; got != 2 {
+		t.Errorf("SyncRequests[rate_limited] = %d, want 2", got)
+	}
+	e.srv.polls.mu.Lock()
+	defer e.srv.polls.mu.Unlock()
+	if len(e.srv.polls.users) != 0 || len(e.srv.polls.ips) != 0 {
+		t.Errorf("counts left after every poll ended: %v %v", e.srv.polls.users, e.srv.polls.ips)
+	}
+}

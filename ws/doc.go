@@ -99,6 +99,9 @@
 //     limit; over it the upgrade is answered with HTTP 429.
 //   - A user's connection beyond max_connections_per_user closes that
 //     user's oldest connection with 4010.
+//   - GET /api/realtime/sync: a request while its user has
+//     max_sync_polls_per_user in progress, or its client IP
+//     max_sync_polls_per_ip, is answered 429 rate_limited (pollLimiter).
 //   - A write that does not complete within 5–10 s, or a ping unanswered
 //     within the heartbeat interval, drops the connection.
 //

@@ -113,6 +113,51 @@ func (l *ipLimiter) sweep(now time.Time) {
 	}
 }
 
+// pollLimiter enforces limits.max_sync_polls_per_user and
+// limits.max_sync_polls_per_ip: the /sync requests in progress at once (a
+// long-poll holds a goroutine and its buffers for up to 30 s).
+type pollLimiter struct {
+	perUser, perIP int
+
+	mu sync.Mutex // protects users and ips
+	// users and ips count the requests in progress; zero counts are
+	// deleted.
+	users map[string]int
+	ips   map[string]int
+}
+
+func newPollLimiter(perUser, perIP int) *pollLimiter {
+	return &pollLimiter{perUser: perUser, perIP: perIP, users: make(map[string]int), ips: make(map[string]int)}
+}
+
+// acquire counts one more request of user from ip, or says which limit
+// refuses it ("user" or "ip"); a counted request must be released.
+func (l *pollLimiter) acquire(user, ip string) (refusedBy string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.users[user] >= l.perUser:
+		return "user"
+	case l.ips[ip] >= l.perIP:
+		return "ip"
+	}
+	l.users[user]++
+	l.ips[ip]++
+	return ""
+}
+
+// release ends a request counted by acquire.
+func (l *pollLimiter) release(user, ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users[user]--; l.users[user] <= 0 {
+		delete(l.users, user)
+	}
+	if l.ips[ip]--; l.ips[ip] <= 0 {
+		delete(l.ips, ip)
+	}
+}
+
 // SendBuffer is the kernel send buffer ConnContext gives each client socket.
 // A fixed buffer keeps what a client that stopped reading can hold in the
 // kernel small (Linux would otherwise let a socket's buffers grow to

@@ -45,6 +45,8 @@ const (
 	DefaultMaxFrameBytes                = 65536
 	DefaultMaxMessagesPerSecond         = 50
 	DefaultSendQueue                    = 1024
+	DefaultMaxSyncPollsPerUser          = 4
+	DefaultMaxSyncPollsPerIP            = 100
 )
 
 // TokenVerifier checks a client's JWT. acl.Verifier implements it.
@@ -134,6 +136,7 @@ type Server struct {
 	stats    *counters
 	hub      *hub
 	ipLimit  *ipLimiter
+	polls    *pollLimiter
 	mux      *http.ServeMux
 	accept   websocket.AcceptOptions
 
@@ -198,6 +201,8 @@ func NewServer(opts Options) (*Server, error) {
 	defaultInt(&l.MaxFrameBytes, DefaultMaxFrameBytes)
 	defaultInt(&l.MaxMessagesPerSecond, DefaultMaxMessagesPerSecond)
 	defaultInt(&l.SendQueue, DefaultSendQueue)
+	defaultInt(&l.MaxSyncPollsPerUser, DefaultMaxSyncPollsPerUser)
+	defaultInt(&l.MaxSyncPollsPerIP, DefaultMaxSyncPollsPerIP)
 
 	s := &Server{
 		opts:     opts,
@@ -208,6 +213,7 @@ func NewServer(opts Options) (*Server, error) {
 		logger:   opts.Logger,
 		stats:    newCounters(),
 		ipLimit:  newIPLimiter(opts.Limits.MaxConnectionsPerIPPerMinute),
+		polls:    newPollLimiter(opts.Limits.MaxSyncPollsPerUser, opts.Limits.MaxSyncPollsPerIP),
 		conns:    make(map[*conn]struct{}),
 		byUser:   make(map[string][]*conn),
 		proxies:  proxies,

@@ -38,7 +38,8 @@ type Stats struct {
 	// connection that broke without one).
 	ClosesByCode map[int]uint64
 	// SyncRequests counts /api/realtime/sync answers by outcome: events,
-	// empty, expired, unauthenticated, forbidden, bad_request.
+	// empty, expired, unauthenticated, forbidden, bad_request,
+	// rate_limited.
 	SyncRequests map[string]uint64
 	// AuthFailures counts refused tokens and first frames.
 	AuthFailures uint64

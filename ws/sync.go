@@ -3,6 +3,7 @@ package ws
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -160,6 +161,16 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, syncError{Error: "unauthenticated", Message: redact(err.Error(), token)})
 		return
 	}
+	ip := s.clientIP(r)
+	switch s.polls.acquire(claims.UserID, ip) {
+	case "user":
+		s.syncBusy(w, fmt.Sprintf("more than %d /sync requests at once for this user (limits.max_sync_polls_per_user)", s.limits.MaxSyncPollsPerUser))
+		return
+	case "ip":
+		s.syncBusy(w, fmt.Sprintf("more than %d /sync requests at once from this address (limits.max_sync_polls_per_ip)", s.limits.MaxSyncPollsPerIP))
+		return
+	}
+	defer s.polls.release(claims.UserID, ip)
 	req, err := parseSync(r)
 	if err != nil {
 		s.syncOutcome("bad_request")
@@ -282,6 +293,13 @@ func (s *Server) collect(from broadcaster.Cursor, want map[string]bool, limit in
 func (s *Server) syncExpired(w http.ResponseWriter) {
 	s.syncOutcome("expired")
 	writeJSON(w, http.StatusGone, syncError{Error: "cursor_expired", Message: "the events after this point are no longer retained: refetch, then sync from the cursor of the answer"})
+}
+
+// syncBusy answers a /sync request over a concurrency limit: 429.
+func (s *Server) syncBusy(w http.ResponseWriter, msg string) {
+	s.syncOutcome("rate_limited")
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusTooManyRequests, syncError{Error: codeRateLimited, Message: msg})
 }
 
 func (s *Server) syncOutcome(outcome string) {
