@@ -2,8 +2,13 @@ package ws
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
 )
 
 // Tests of what one client may cost the gateway (issue 11): tokens in
@@ -123,5 +128,140 @@ func TestSyncPollLimits(t *testing.T) {
 	defer e.srv.polls.mu.Unlock()
 	if len(e.srv.polls.users) != 0 || len(e.srv.polls.ips) != 0 {
 		t.Errorf("counts left after every poll ended: %v %v", e.srv.polls.users, e.srv.polls.ips)
+	}
+}
+
+// forbiddenClasses names n class channels nobody was granted.
+func forbiddenClasses(from, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "class:" + strconv.Itoa(from+i)
+	}
+	return out
+}
+
+func (f *fakeAccess) checkCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.checks
+}
+
+// TestSubscribeTooManyChannelsRefusedWhole: one frame naming thousands of
+// channels cost one access check each and was answered with an error
+// frame each; now it is refused whole, unchecked, with one error.
+func TestSubscribeTooManyChannelsRefusedWhole(t *testing.T) {
+	e := newEnv(t, nil) // max_subscriptions_per_connection 200, frames up to 64 KiB
+	c := e.connect("19", "teacher")
+	id := c.request("subscribe", map[string]any{"channels": forbiddenClasses(1000, 4000)})
+	m := c.expect("error")
+	if m["id"] != id || m.str("code") != "too_many_subscriptions" || m.str("channel") != "" || !strings.Contains(m.str("message"), "at most 200") {
+		t.Errorf("got %v, want one too_many_subscriptions error without a channel", m)
+	}
+	if before := c.ping(); len(before) != 0 {
+		t.Errorf("%d more messages before the pong, first %v", len(before), before[0])
+	}
+	if n := e.acc.checkCount(); n != 0 {
+		t.Errorf("%d access checks, want none", n)
+	}
+	if got := e.srv.Stats().SubscribeRefusals; got["too_many_subscriptions"] != 1 || len(got) != 1 {
+		t.Errorf("SubscribeRefusals %v, want too_many_subscriptions 1", got)
+	}
+	if strings.Contains(e.audit.String(), "subscribe_denied") {
+		t.Errorf("a refusal per channel audited:\n%.500s", e.audit.String())
+	}
+}
+
+// TestRefusedSubscriptionsBudget: a client that keeps asking for channels
+// it may not read is closed 4008 once twice max_subscriptions_per_connection
+// of them were refused within a minute; until then each refusal is
+// answered, and the access checks stop with the close.
+func TestRefusedSubscriptionsBudget(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxSubscriptionsPerConn = 10 }) // budget 20
+	e.acc.grant("19", "class:1")
+	c := e.connect("19", "teacher")
+	for i := range 2 {
+		id := c.request("subscribe", map[string]any{"channels": append(forbiddenClasses(100+10*i, 9), "class:1")})
+		if m := c.expect("subscribed"); m["id"] != id || len(m.strs("channels")) != 1 {
+			t.Fatalf("request %d: %v", i, m)
+		}
+		for range 9 {
+			if m := c.expect("error"); m["id"] != id || m.str("code") != "forbidden" {
+				t.Fatalf("request %d: %v, want forbidden", i, m)
+			}
+		}
+	}
+	if st := e.srv.Stats(); st.SubscribeRefusals["forbidden"] != 18 {
+		t.Errorf("SubscribeRefusals %v, want forbidden 18", st.SubscribeRefusals)
+	}
+	c.request("subscribe", map[string]any{"channels": forbiddenClasses(200, 10)})
+	before := c.expectClose(statusRateLimited)
+	// Refusals 19 and 20 are answered; the 21st closes.
+	if len(before) != 1+3 {
+		t.Errorf("%d messages before the close, want subscribed and 3 errors: %v", len(before), before)
+	}
+	// class:1 once (then it is subscribed), 18 refusals, then 3.
+	if n := e.acc.checkCount(); n != 1+18+3 {
+		t.Errorf("%d access checks, want 22 (none after the budget ran out)", n)
+	}
+	waitFor(t, "disconnect audited", func() bool { return strings.Contains(e.audit.String(), `"reason":"too many refused subscriptions"`) })
+}
+
+// TestRefusalRepliesAreNotSlowConsumer: the replies of one subscribe fit
+// however small the send queue: a reading client refused every channel
+// of a request gets every refusal, not 4009.
+func TestRefusalRepliesAreNotSlowConsumer(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Limits.SendQueue = 4
+		o.Limits.MaxSubscriptionsPerConn = 100
+	})
+	c := e.connect("19", "teacher")
+	id := c.request("subscribe", map[string]any{"channels": forbiddenClasses(1, 100)})
+	c.expect("subscribed")
+	for i := range 100 {
+		m, err := c.tryRead(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d refusals: %v (close %d)", i, err, websocket.CloseStatus(err))
+		}
+		if m.str("type") != "error" || m["id"] != id {
+			t.Fatalf("refusal %d: %v", i, m)
+		}
+	}
+	if before := c.ping(); len(before) != 0 {
+		t.Errorf("more before the pong: %v", before)
+	}
+	if n := e.srv.Stats().Overflows; n != 0 {
+		t.Errorf("Overflows %d, want 0", n)
+	}
+}
+
+// TestLongChannelNameCut: a channel name of thousands of bytes is refused
+// without an access check, and echoed cut to 200 bytes (on a rune
+// boundary, marked "...") in the error and the audit log.
+func TestLongChannelNameCut(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.connect("19", "teacher")
+	long := "class:" + strings.Repeat("é", 2500)
+	unknown := strings.Repeat("z", 5000)
+	id := c.request("subscribe", map[string]any{"channels": []string{long, unknown}})
+	c.expect("subscribed")
+	for _, want := range []struct{ name, code string }{{long, "invalid_channel"}, {unknown, "unknown_channel"}} {
+		m := c.expect("error")
+		got := m.str("channel")
+		if m["id"] != id || m.str("code") != want.code || len(got) > maxEcho+3 || !strings.HasSuffix(got, "...") ||
+			!strings.HasPrefix(want.name, strings.TrimSuffix(got, "...")) || !utf8.ValidString(got) {
+			t.Errorf("got %.300v, want %s naming the channel cut to %d bytes", m, want.code, maxEcho)
+		}
+		if len(m.str("message")) > 300 {
+			t.Errorf("message of %d bytes", len(m.str("message")))
+		}
+	}
+	if n := e.acc.checkCount(); n != 0 {
+		t.Errorf("%d access checks, want none", n)
+	}
+	waitFor(t, "denials audited", func() bool { return strings.Count(e.audit.String(), "subscribe_denied") == 2 })
+	for _, line := range strings.Split(strings.TrimSpace(e.audit.String()), "\n") {
+		if len(line) > 600 {
+			t.Errorf("audit line of %d bytes: %.300s", len(line), line)
+		}
 	}
 }

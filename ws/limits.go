@@ -21,6 +21,9 @@ const (
 	badFrameRefill = time.Minute / badFrameBurst
 	// floodFactor × burst requests refused in a row close with 4008.
 	floodFactor = 3
+	// refusalFactor × max_subscriptions_per_connection refused channels
+	// at once close with 4008 (newRefusalLimiter).
+	refusalFactor = 2
 	// writeTimeout bounds a write to a client (from half of it to all of
 	// it: frameWriter.arm moves the deadline lazily).
 	writeTimeout = 10 * time.Second
@@ -58,6 +61,16 @@ func (m *msgLimiter) allow(now time.Time) (ok, flood bool) {
 	}
 	m.refused++
 	return false, m.refused >= m.floodAfter
+}
+
+// newRefusalLimiter returns the bucket of subscription refusals a
+// connection may be answered: maxSubs a minute, with a burst of twice that
+// (a client whose list went stale, or that lost every channel it had, is
+// refused a whole request or two at once). Each refusal may have cost an
+// access query and costs an audit line; past the bucket the connection is
+// closed with 4008.
+func newRefusalLimiter(maxSubs int) *rate.Limiter {
+	return rate.NewLimiter(rate.Every(time.Minute/time.Duration(maxSubs)), refusalFactor*maxSubs)
 }
 
 // newBadFrameLimiter returns the bucket of bad frames a connection may send.
