@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unicode/utf8"
 )
 
 // Channel is a channel name resolved against the channel patterns.
@@ -27,6 +28,11 @@ var ErrUnknownChannel = errors.New("unknown channel")
 // a pattern but whose param fails that param's regexp.
 var ErrInvalidChannel = errors.New("invalid channel")
 
+// MaxChannelBytes bounds the length of a channel name whatever the
+// patterns allow: a pattern whose params are unbounded matches names up to
+// this long.
+const MaxChannelBytes = 1024
+
 // DefaultParamRegexp is the regexp of a param the config gives none for.
 const DefaultParamRegexp = `^[0-9A-Za-z_.-]{1,128}$`
 
@@ -44,6 +50,7 @@ const DefaultParamRegexp = `^[0-9A-Za-z_.-]{1,128}$`
 type pattern struct {
 	text    string
 	literal int                       // bytes of literal text, to tell the more specific of two patterns
+	maxLen  int                       // the longest name it matches, at most MaxChannelBytes
 	names   []string                  // params in order; nil for a literal pattern
 	re      map[string]*regexp.Regexp // each param's anchored regexp
 	src     map[string]string         // each param's regexp as configured, for messages
@@ -105,12 +112,14 @@ func compilePattern(p string, params map[string]string) (*pattern, error) {
 		return nil, err
 	}
 	pt := &pattern{text: p, re: map[string]*regexp.Regexp{}, src: map[string]string{}}
+	longest := 0
 	var full, shape strings.Builder
 	full.WriteString("^")
 	shape.WriteString("^")
 	for _, part := range parts {
 		if !part.param {
 			pt.literal += len(part.text)
+			longest += len(part.text)
 			full.WriteString(regexp.QuoteMeta(part.text))
 			shape.WriteString(regexp.QuoteMeta(part.text))
 			continue
@@ -127,6 +136,7 @@ func compilePattern(p string, params map[string]string) (*pattern, error) {
 		if err != nil {
 			return nil, fmt.Errorf("params.%s: invalid regexp %q: %w", part.text, src, err)
 		}
+		longest += maxMatch(src)
 		pt.names = append(pt.names, part.text)
 		pt.re[part.text] = re
 		pt.src[part.text] = src
@@ -135,6 +145,7 @@ func compilePattern(p string, params map[string]string) (*pattern, error) {
 	}
 	full.WriteString("$")
 	shape.WriteString("$")
+	pt.maxLen = min(longest, MaxChannelBytes)
 	for name := range params {
 		if _, ok := pt.re[name]; !ok {
 			return nil, fmt.Errorf("params.%s: not a param of the pattern", name)
@@ -178,6 +189,72 @@ func stripAnchors(t *syntax.Regexp) {
 	for _, s := range t.Sub {
 		stripAnchors(s)
 	}
+}
+
+// maxMatch is the most bytes a match of the regexp src (already compiled
+// once) can span, or more than MaxChannelBytes when that is unbounded.
+func maxMatch(src string) int {
+	t, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return MaxChannelBytes + 1
+	}
+	return min(maxBytes(t.Simplify()), MaxChannelBytes+1)
+}
+
+// unbounded stands for a match of no bound in maxBytes; sums of a few stay
+// far from overflowing.
+const unbounded = 1 << 40
+
+// maxBytes is the most bytes a match of t can span (unbounded when
+// without bound).
+func maxBytes(t *syntax.Regexp) int {
+	switch t.Op {
+	case syntax.OpLiteral:
+		if t.Flags&syntax.FoldCase != 0 {
+			return len(t.Rune) * utf8.UTFMax // a case fold may be longer (K, the Kelvin sign)
+		}
+		n := 0
+		for _, r := range t.Rune {
+			n += utf8.RuneLen(max(r, 0))
+		}
+		return n
+	case syntax.OpCharClass:
+		if len(t.Rune) == 0 {
+			return 0
+		}
+		return utf8.RuneLen(min(t.Rune[len(t.Rune)-1], utf8.MaxRune))
+	case syntax.OpAnyCharNotNL, syntax.OpAnyChar:
+		return utf8.UTFMax
+	case syntax.OpCapture, syntax.OpQuest:
+		return maxBytes(t.Sub[0])
+	case syntax.OpStar, syntax.OpPlus:
+		if maxBytes(t.Sub[0]) == 0 {
+			return 0
+		}
+		return unbounded
+	case syntax.OpRepeat:
+		sub := maxBytes(t.Sub[0])
+		switch {
+		case sub == 0:
+			return 0
+		case t.Max < 0:
+			return unbounded
+		}
+		return min(sub*t.Max, unbounded)
+	case syntax.OpConcat:
+		n := 0
+		for _, s := range t.Sub {
+			n = min(n+maxBytes(s), unbounded)
+		}
+		return n
+	case syntax.OpAlternate:
+		n := 0
+		for _, s := range t.Sub {
+			n = max(n, maxBytes(s))
+		}
+		return n
+	}
+	return 0 // empty matches, anchors, boundaries, no match
 }
 
 // match reports how name fits the pattern: params when it does; fits false

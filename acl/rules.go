@@ -54,14 +54,17 @@ type RulesStats struct {
 // concurrent use.
 type Rules struct {
 	channels []*channelRule
-	admin    map[string]bool
-	db       Querier
-	log      *slog.Logger
-	now      func() time.Time
-	ttl      time.Duration
-	cache    *answerCache
-	tables   []string // every table of any recheck_on, normalized, sorted
-	observe  func(time.Duration)
+	// maxName is the longest name any pattern can match (at most
+	// MaxChannelBytes): Resolve refuses longer ones unread.
+	maxName int
+	admin   map[string]bool
+	db      Querier
+	log     *slog.Logger
+	now     func() time.Time
+	ttl     time.Duration
+	cache   *answerCache
+	tables  []string // every table of any recheck_on, normalized, sorted
+	observe func(time.Duration)
 
 	granted, denied, cacheHits, sqlQueries atomic.Uint64
 }
@@ -143,6 +146,7 @@ func NewRules(channels []config.Channel, auth config.Auth, db Querier, opts Rule
 			tables[t] = true
 		}
 		r.channels = append(r.channels, cr)
+		r.maxName = max(r.maxName, cr.pat.maxLen)
 	}
 	for t := range tables {
 		r.tables = append(r.tables, t)
@@ -283,6 +287,10 @@ func normalizeTable(t string) string {
 // when several patterns have that shape, the message is about the most
 // specific one (the most literal text).
 func (r *Rules) Resolve(name string) (*Channel, error) {
+	if len(name) > r.maxName && len(r.channels) > 0 {
+		// No pattern can match it: refused before any regexp reads it.
+		return nil, fmt.Errorf("%w: %d bytes, longer than any channel name (%d)", ErrInvalidChannel, len(name), r.maxName)
+	}
 	var invalidErr error
 	literal := -1 // literal length of the pattern invalidErr comes from
 	for i, cr := range r.channels {

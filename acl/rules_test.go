@@ -240,6 +240,59 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// TestResolveLongName: a name longer than any pattern can match is
+// refused invalid before any pattern reads it, and names up to the longest
+// a pattern matches still resolve, even with unbounded params (capped at
+// MaxChannelBytes).
+func TestResolveLongName(t *testing.T) {
+	t.Parallel()
+	allow := []config.AllowRule{{Roles: []string{"admin"}}}
+	r, err := NewRules([]config.Channel{
+		{Pattern: "class:{id}", Allow: allow}, // default regexp: up to 128 bytes
+		{Pattern: "pair:{a}:{b}", Params: map[string]string{"a": "^[0-9]{1,5}$", "b": "^(x|yy)é?$"}, Allow: allow},
+		{Pattern: "note:{text}", Params: map[string]string{"text": "^[a-z]+$"}, Allow: allow},
+	}, testAuth(), nil, RulesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.maxName != MaxChannelBytes {
+		t.Errorf("maxName %d, want MaxChannelBytes (note:{text} is unbounded)", r.maxName)
+	}
+	for _, tc := range []struct {
+		name    string
+		channel string
+		ok      bool
+	}{
+		{"longest class", "class:" + strings.Repeat("a", 128), true},
+		{"longest pair", "pair:12345:yyé", true},
+		{"long note", "note:" + strings.Repeat("a", MaxChannelBytes-5), true},
+		{"note past the cap", "note:" + strings.Repeat("a", MaxChannelBytes-4), false},
+		{"5000 bytes", "class:" + strings.Repeat("7", 5000), false},
+	} {
+		ch, err := r.Resolve(tc.channel)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: Resolve: %v", tc.name, err)
+		case !tc.ok && (!errors.Is(err, ErrInvalidChannel) || !strings.Contains(err.Error(), "longer than any channel name")):
+			t.Errorf("%s: Resolve = %v, %v; want invalid, longer than any channel name", tc.name, ch, err)
+		}
+	}
+
+	bounded, err := NewRules([]config.Channel{
+		{Pattern: "class:{id}", Allow: allow},
+		{Pattern: "pair:{a}:{b}", Params: map[string]string{"a": "^[0-9]{1,5}$", "b": "^(x|yy)é?$"}, Allow: allow},
+	}, testAuth(), nil, RulesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len("class:") + 128; bounded.maxName != want {
+		t.Errorf("maxName %d, want %d", bounded.maxName, want)
+	}
+	if _, err := bounded.Resolve("class:" + strings.Repeat("a", 129)); err == nil || !strings.Contains(err.Error(), "longer than any channel name") {
+		t.Errorf("class with a 129-byte id: %v, want refused as longer than any channel name", err)
+	}
+}
+
 func TestResolveFirstFitWins(t *testing.T) {
 	t.Parallel()
 	allow := []config.AllowRule{{Roles: []string{"admin"}}}

@@ -94,6 +94,9 @@ type Verifier struct {
 	userClaim string
 	roleClaim string
 
+	// requireExp refuses tokens without exp (auth.jwt.allow_no_exp off).
+	requireExp bool
+
 	secret  []byte // HMAC key; nil when no HS* algorithm is allowed
 	pemKeys []any  // public keys from public_key_file
 	jwks    keyfunc.Keyfunc
@@ -122,6 +125,9 @@ func NewVerifier(ctx context.Context, cfg config.JWT, opts VerifierOptions) (*Ve
 		audience:  cfg.Audience,
 		userClaim: claimName(cfg, "user_id", "sub"),
 		roleClaim: claimName(cfg, "role", "role"),
+		// A token without exp would be good for ever, and a connection
+		// on it never closed: refused unless the operator opts in.
+		requireExp: !cfg.AllowNoExp,
 	}
 	if needSecret {
 		if cfg.Secret == "" {
@@ -163,6 +169,9 @@ func NewVerifier(ctx context.Context, cfg config.JWT, opts VerifierOptions) (*Ve
 		jwt.WithValidMethods(algs),
 		jwt.WithJSONNumber(),
 		jwt.WithLeeway(max(cfg.Leeway, 0)),
+	}
+	if v.requireExp {
+		popts = append(popts, jwt.WithExpirationRequired())
 	}
 	if opts.Now != nil {
 		popts = append(popts, jwt.WithTimeFunc(opts.Now))
@@ -291,8 +300,9 @@ func (v *Verifier) Close() {
 }
 
 // Verify checks a token's algorithm, signature, exp and nbf (with the
-// configured leeway), issuer and audience, and returns its claims. Every
-// error wraps ErrInvalidToken.
+// configured leeway), issuer and audience, and returns its claims. A token
+// without exp is refused unless auth.jwt.allow_no_exp is set. Every error
+// wraps ErrInvalidToken.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	switch {
 	case token == "":
@@ -415,6 +425,9 @@ func (v *Verifier) explain(tok *jwt.Token, mc jwt.MapClaims, err error) error {
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return invalid("wrong audience", jwt.ErrTokenInvalidAudience)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		if exp, _ := mc.GetExpirationTime(); v.requireExp && exp == nil {
+			return invalid("no expiry (exp)", jwt.ErrTokenRequiredClaimMissing)
+		}
 		if iss, _ := mc.GetIssuer(); v.issuer != "" && iss == "" {
 			return invalid("no issuer", jwt.ErrTokenInvalidIssuer)
 		}

@@ -223,6 +223,8 @@ func TestVerifyHMAC(t *testing.T) {
 	both := hsConfig()
 	both.Algorithms = []string{"HS256", "RS256"}
 	both.PublicKeyFile = rsOnly.PublicKeyFile
+	allowNoExp := hsConfig()
+	allowNoExp.AllowNoExp = true
 
 	ok := func(extra map[string]any) func(t testing.TB) string {
 		return func(t testing.TB) string {
@@ -242,7 +244,8 @@ func TestVerifyHMAC(t *testing.T) {
 		}, want: "signature invalid"},
 		{name: "expired", cfg: hs, token: ok(map[string]any{"exp": testNow.Add(-time.Minute).Unix()}), want: "token expired"},
 		{name: "expired within leeway", cfg: hs, token: ok(map[string]any{"exp": testNow.Add(-10 * time.Second).Unix()}), sub: "19"},
-		{name: "no exp accepted", cfg: hs, token: ok(map[string]any{"exp": nil}), sub: "19"},
+		{name: "no exp refused", cfg: hs, token: ok(map[string]any{"exp": nil}), want: "no expiry (exp)"},
+		{name: "no exp accepted when allowed", cfg: allowNoExp, token: ok(map[string]any{"exp": nil}), sub: "19"},
 		{name: "not yet valid", cfg: hs, token: ok(map[string]any{"nbf": testNow.Add(5 * time.Minute).Unix()}), want: "token not valid yet"},
 		{name: "nbf within leeway", cfg: hs, token: ok(map[string]any{"nbf": testNow.Add(10 * time.Second).Unix()}), sub: "19"},
 		{name: "wrong issuer", cfg: hs, token: ok(map[string]any{"iss": "elsewhere"}), want: "wrong issuer"},
@@ -349,8 +352,10 @@ func TestVerifyClaims(t *testing.T) {
 	}
 
 	noExp := sign(t, jwt.SigningMethodHS256, []byte(testSecret), claimsAt(map[string]any{"exp": nil}), "")
-	if c, err := v.Verify(noExp); err != nil || !c.ExpiresAt.IsZero() {
-		t.Errorf("no exp: ExpiresAt = %v, err %v; want zero, nil", c.ExpiresAt, err)
+	cfg := hsConfig()
+	cfg.AllowNoExp = true
+	if c, err := newVerifier(t, cfg, VerifierOptions{}).Verify(noExp); err != nil || !c.ExpiresAt.IsZero() {
+		t.Errorf("no exp, allowed: ExpiresAt = %v, err %v; want zero, nil", c.ExpiresAt, err)
 	}
 }
 

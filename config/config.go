@@ -57,6 +57,11 @@ type Server struct {
 	// X-Forwarded-For names the client (for the per-IP limit and the audit
 	// log). Default none: the socket's address is the client.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// AllowQueryToken lets a WebSocket upgrade carry its token in the
+	// access_token query parameter, for clients that can neither send a
+	// first auth frame nor set headers. Default false: query strings end
+	// up in proxy and access logs. GET /api/realtime/sync never takes one.
+	AllowQueryToken bool `mapstructure:"allow_query_token"`
 }
 
 // Auth configures token checks and access caching.
@@ -77,6 +82,9 @@ type JWT struct {
 	Audience      string            `mapstructure:"audience"`
 	Leeway        time.Duration     `mapstructure:"leeway"` // default 30s
 	Claims        map[string]string `mapstructure:"claims"` // default {user_id: sub, role: role}
+	// AllowNoExp accepts tokens without an exp claim (they never expire).
+	// Default false: such a token is refused.
+	AllowNoExp bool `mapstructure:"allow_no_exp"`
 }
 
 // Retention bounds the replayable event log.
@@ -100,6 +108,12 @@ type Limits struct {
 	// StallTimeout is how long a write to a client may stay blocked (it
 	// stopped reading) before the connection is closed 4009. Default 5s.
 	StallTimeout time.Duration `mapstructure:"stall_timeout"`
+	// MaxSyncPollsPerUser bounds the GET /api/realtime/sync requests one
+	// user has in progress at once; past it the answer is 429. Default 4.
+	MaxSyncPollsPerUser int `mapstructure:"max_sync_polls_per_user"`
+	// MaxSyncPollsPerIP bounds them per client address (many users may
+	// share one behind a school's NAT). Default 100.
+	MaxSyncPollsPerIP int `mapstructure:"max_sync_polls_per_ip"`
 }
 
 // Audit says where the audit log goes.

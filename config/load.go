@@ -55,6 +55,8 @@ var defaults = map[string]any{
 	"limits.send_queue":                        1024,
 	"source.max_retained_wal":                  int64(1 << 30),
 	"limits.stall_timeout":                     5 * time.Second,
+	"limits.max_sync_polls_per_user":           4,
+	"limits.max_sync_polls_per_ip":             100,
 
 	"audit.log":  "stdout",
 	"log.level":  "info",
@@ -968,6 +970,8 @@ func (v *validator) ranges() {
 		{"limits.max_frame_bytes", c.Limits.MaxFrameBytes},
 		{"limits.max_messages_per_second", c.Limits.MaxMessagesPerSecond},
 		{"limits.send_queue", c.Limits.SendQueue},
+		{"limits.max_sync_polls_per_user", c.Limits.MaxSyncPollsPerUser},
+		{"limits.max_sync_polls_per_ip", c.Limits.MaxSyncPollsPerIP},
 		{"source.max_retained_wal", int(c.Source.MaxRetainedWAL)},
 		{"retention.max_held_bytes", int(c.Retention.MaxHeldBytes)},
 	}

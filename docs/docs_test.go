@@ -76,10 +76,11 @@ func registered(t *testing.T) map[string][]string {
 			Gateway: func() metrics.GatewayStats {
 				return metrics.GatewayStats{
 					ConnectionsActive: 1, ConnectionsOpened: 1,
-					ActiveByRole: map[string]int64{"admin": 1},
-					OpenedByRole: map[string]uint64{"admin": 1},
-					ClosesByCode: map[int]uint64{1000: 1},
-					SyncRequests: map[string]uint64{"events": 1},
+					ActiveByRole:      map[string]int64{"admin": 1},
+					OpenedByRole:      map[string]uint64{"admin": 1},
+					ClosesByCode:      map[int]uint64{1000: 1},
+					SyncRequests:      map[string]uint64{"events": 1},
+					SubscribeRefusals: map[string]uint64{"forbidden": 1},
 				}
 			},
 			ACL:    func() metrics.ACLStats { return metrics.ACLStats{Granted: 1} },

@@ -31,6 +31,8 @@ var gatewayEdits = map[string]any{
 	"limits.max_frame_bytes":         4096,
 	"limits.max_messages_per_second": 20, // burst 40; 120 refusals in a row close with 4008
 	"log.level":                      "debug",
+	// TokenWays and TokenRefused cover the query parameter too.
+	"server.allow_query_token": true,
 }
 
 // TestGateway runs the gateway's sub-tests on one serve and one database.

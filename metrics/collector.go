@@ -26,6 +26,7 @@ var (
 	descResets            = newDesc("resets_total", "Subscribe requests answered with reset: the cursor was older than the retained log.")
 	descSyncRequests      = newDesc("sync_requests_total", "GET /api/realtime/sync answers, by outcome.", "outcome")
 	descAuthFailures      = newDesc("auth_failures_total", "Refused tokens and first frames.")
+	descSubRefusals       = newDesc("subscribe_refusals_total", "Channels refused to subscribe requests (one for a request refused whole), by error code.", "code")
 	descRevocations       = newDesc("revocations_total", "Subscriptions revoked after a token refresh or a membership change.")
 
 	descEmitted = newDesc("events_emitted_total", "Events appended to the event log, by event type.", "type")
@@ -64,7 +65,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	descConnectionsActive, descConnectionsOpened, descConnectionsClosed, descSlowConsumer,
 	descSubscriptions, descDelivered, descSentBytes, descCatchUps, descResumes, descResets,
-	descSyncRequests, descAuthFailures, descRevocations,
+	descSyncRequests, descAuthFailures, descSubRefusals, descRevocations,
 	descEmitted,
 	descACLChecks, descACLCacheHits, descACLQueries,
 	descLogEvents, descLogOldestAge, descLogHeld, descLogHeldBytes, descLogHeldDrop,
@@ -113,6 +114,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			e.counter(descSyncRequests, float64(n), outcome)
 		}
 		e.counter(descAuthFailures, float64(g.AuthFailures))
+		for code, n := range g.SubscribeRefusals {
+			e.counter(descSubRefusals, float64(n), code)
+		}
 		e.counter(descRevocations, float64(g.Revocations))
 	}
 	if ev := st.Events; ev != nil {

@@ -46,6 +46,7 @@ func fakeSources(t *testing.T, c *clock) Sources {
 				ClosesByCode:       map[int]uint64{1000: 3, 4009: 1},
 				SyncRequests:       map[string]uint64{"events": 4, "forbidden": 1},
 				AuthFailures:       6,
+				SubscribeRefusals:  map[string]uint64{"forbidden": 5},
 				Revocations:        2,
 			}
 		},
@@ -104,6 +105,9 @@ cdc_broadcaster_sync_requests_total{outcome="forbidden"} 1
 # HELP cdc_broadcaster_auth_failures_total Refused tokens and first frames.
 # TYPE cdc_broadcaster_auth_failures_total counter
 cdc_broadcaster_auth_failures_total 6
+# HELP cdc_broadcaster_subscribe_refusals_total Channels refused to subscribe requests (one for a request refused whole), by error code.
+# TYPE cdc_broadcaster_subscribe_refusals_total counter
+cdc_broadcaster_subscribe_refusals_total{code="forbidden"} 5
 # HELP cdc_broadcaster_revocations_total Subscriptions revoked after a token refresh or a membership change.
 # TYPE cdc_broadcaster_revocations_total counter
 cdc_broadcaster_revocations_total 2

@@ -80,6 +80,9 @@ type GatewayStats struct {
 	SyncRequests map[string]uint64 `json:"syncRequests"`
 	// AuthFailures counts refused tokens and first frames.
 	AuthFailures uint64 `json:"authFailures"`
+	// SubscribeRefusals counts refused subscriptions by error code.
+	// Optional: nil reports none.
+	SubscribeRefusals map[string]uint64 `json:"subscribeRefusals,omitempty"`
 	// Revocations counts subscriptions revoked after a token refresh or a
 	// membership change.
 	Revocations uint64 `json:"revocations"`

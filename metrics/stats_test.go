@@ -146,6 +146,9 @@ func TestStatsJSON(t *testing.T) {
       "forbidden": 1
     },
     "authFailures": 6,
+    "subscribeRefusals": {
+      "forbidden": 5
+    },
     "revocations": 2
   },
   "events": {

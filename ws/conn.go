@@ -68,10 +68,12 @@ type conn struct {
 	// the timers below (instead of a writer and a pinger waiting on
 	// channels) keep an idle connection at one goroutine, its reader.
 	qmu sync.Mutex
-	// queue[head:] holds the frames to write, at most queueMax.
+	// queue[head:] holds the frames to write: at most queueMax for the
+	// hub's events, replyMax with replies and notices (enqueue).
 	queue    []outFrame
 	head     int
 	queueMax int
+	replyMax int
 	// writing says a writer goroutine runs (or ran and finished the
 	// connection: then it stays true, and no other starts).
 	writing bool
@@ -130,8 +132,11 @@ type conn struct {
 	writeStart atomic.Int64
 
 	// Owned by the reader (the handler goroutine).
-	msgLimit   *msgLimiter
-	badFrames  *rate.Limiter
+	msgLimit  *msgLimiter
+	badFrames *rate.Limiter
+	// refusals is the budget of refused subscriptions (newRefusalLimiter),
+	// made at the first refusal.
+	refusals   *rate.Limiter
 	registered bool
 }
 
@@ -144,6 +149,7 @@ func newConn(s *Server, wsc *websocket.Conn, ip string) *conn {
 		started:   s.now(),
 		ctx:       s.hardCtx,
 		queueMax:  s.limits.SendQueue,
+		replyMax:  s.limits.SendQueue + s.limits.MaxSubscriptionsPerConn + 2,
 		done:      make(chan struct{}),
 		subs:      make(map[string]*subscription),
 		msgLimit:  newMsgLimiter(s.limits.MaxMessagesPerSecond),
@@ -213,16 +219,16 @@ func (c *conn) kickLocked() {
 	go c.writeLoop()
 }
 
-// push queues f and, when kick, starts the writer; full reports a full
-// queue (f is then not queued). A failed connection takes nothing and is
-// never full.
-func (c *conn) push(f outFrame, kick bool) (full bool) {
+// push queues f and, when kick, starts the writer; full reports a queue
+// holding limit frames already (f is then not queued). A failed connection
+// takes nothing and is never full.
+func (c *conn) push(f outFrame, kick bool, limit int) (full bool) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	if c.failed.Load() {
 		return false
 	}
-	if len(c.queue)-c.head >= c.queueMax {
+	if len(c.queue)-c.head >= limit {
 		return true
 	}
 	if c.head > 0 && len(c.queue) == cap(c.queue) {
@@ -277,7 +283,7 @@ func (c *conn) queued() int {
 // whole batch of events, so that the writer finds them all and sends them
 // in one system call.
 func (c *conn) offer(f outFrame) bool {
-	return !c.push(f, false)
+	return !c.push(f, false, c.queueMax)
 }
 
 // wakeCatchUp tells the writer to catch up from the log; it never blocks.
@@ -290,9 +296,11 @@ func (c *conn) wakeCatchUp() {
 
 // enqueue queues a reply or notice without blocking. These come only as
 // answers to the client's own (rate-limited) requests or rarely from the
-// server, so a full queue means the client does not read: 4009.
+// server, so a queue full beyond the room of one request's replies means
+// the client does not read: 4009. (The room: a queue that events filled
+// still takes the replies of a subscribe, at most one per channel of it.)
 func (c *conn) enqueue(f outFrame) {
-	if c.push(f, true) {
+	if c.push(f, true, max(c.queueMax, c.replyMax)) {
 		c.slow("slow consumer: send queue full")
 	}
 }
@@ -585,15 +593,26 @@ func (c *conn) refresh(req *request) {
 // subscribe grants what it can of the requested channels: each is
 // resolved, counted against max_subscriptions_per_connection, and checked;
 // the granted ones are answered with subscribed, each refused one with an
-// error naming it.
+// error naming it. What one request costs is bounded: one naming more
+// channels than a connection may hold is refused whole, before any check;
+// and every refusal draws on the connection's refusal budget, past which
+// the rest of the request is not looked at and the connection is closed
+// with 4008.
 func (c *conn) subscribe(req *request) {
 	s := c.s
+	if n := len(req.Channels); n > s.limits.MaxSubscriptionsPerConn {
+		s.stats.refused(codeTooManySubs)
+		c.sendError(req.ID, codeTooManySubs, "", fmt.Sprintf("a subscribe names at most %d channels (max_subscriptions_per_connection), this one %d; nothing was subscribed",
+			s.limits.MaxSubscriptionsPerConn, n))
+		return
+	}
 	gen := s.aclGen.Load()
 	claims := c.getClaims()
 	have := s.hub.count(c)
 	names := []string{}
 	var added []*acl.Channel
 	var refused []errorMsg
+	overBudget := false
 	seen := make(map[string]bool, len(req.Channels))
 	for _, name := range req.Channels {
 		if seen[name] {
@@ -604,10 +623,16 @@ func (c *conn) subscribe(req *request) {
 			names = append(names, name)
 			continue
 		}
-		ch, code, msg := c.admit(claims, name, have+len(added))
+		ch, code, msg, ours := c.admit(claims, name, have+len(added))
 		if ch == nil {
-			refused = append(refused, errorMsg{ID: req.ID, Type: "error", Code: code, Channel: name, Message: msg})
-			s.audit.subscribeDenied(c, claims.UserID, name, code)
+			echo := echoChannel(name, code)
+			refused = append(refused, errorMsg{ID: req.ID, Type: "error", Code: code, Channel: echo, Message: msg})
+			s.stats.refused(code)
+			s.audit.subscribeDenied(c, claims.UserID, echo, code)
+			if !ours && !c.chargeRefusal() {
+				overBudget = true
+				break
+			}
 			continue
 		}
 		names, added = append(names, name), append(added, ch)
@@ -625,6 +650,10 @@ func (c *conn) subscribe(req *request) {
 	for _, m := range refused {
 		c.enqueue(outFrame{data: encode(m)})
 	}
+	if overBudget {
+		c.fail(closeInfo{code: statusRateLimited, reason: "too many refused subscriptions", drain: true})
+		return
+	}
 	if s.aclGen.Load() != gen {
 		// Membership changed while the checks ran: they may have read the
 		// old answers, and the re-check may have missed these channels.
@@ -634,31 +663,42 @@ func (c *conn) subscribe(req *request) {
 	}
 }
 
+// chargeRefusal draws one refusal from the connection's budget and reports
+// whether there was one.
+func (c *conn) chargeRefusal() bool {
+	if c.refusals == nil {
+		c.refusals = newRefusalLimiter(c.s.limits.MaxSubscriptionsPerConn)
+	}
+	return c.refusals.AllowN(c.s.now(), 1)
+}
+
 // admit resolves and checks one new channel for a connection that has
-// count subscriptions; it returns the channel, or nil and the error.
-func (c *conn) admit(claims *acl.Claims, name string, count int) (ch *acl.Channel, code, msg string) {
+// count subscriptions; it returns the channel, or nil and the error. ours
+// says the refusal is the server's fault (the access check failed): it is
+// not held against the client.
+func (c *conn) admit(claims *acl.Claims, name string, count int) (ch *acl.Channel, code, msg string, ours bool) {
 	s := c.s
 	ch, err := s.access.Resolve(name)
 	switch {
 	case errors.Is(err, acl.ErrUnknownChannel):
-		return nil, codeUnknownChannel, "no channel pattern matches " + truncate(name, 100)
+		return nil, codeUnknownChannel, "no channel pattern matches " + truncate(name, 100), false
 	case err != nil:
-		return nil, codeInvalidChannel, truncate(err.Error(), 200)
+		return nil, codeInvalidChannel, truncate(err.Error(), 200), false
 	}
 	// The limit comes before the access check: a client at its limit
 	// costs no queries.
 	if count >= s.limits.MaxSubscriptionsPerConn {
-		return nil, codeTooManySubs, fmt.Sprintf("at most %d subscriptions per connection", s.limits.MaxSubscriptionsPerConn)
+		return nil, codeTooManySubs, fmt.Sprintf("at most %d subscriptions per connection", s.limits.MaxSubscriptionsPerConn), false
 	}
 	ok, err := s.access.Allowed(c.ctx, claims, ch)
 	if err != nil {
 		s.logger.Warn("ws: access check failed", "connectionId", c.id, "channel", name, "err", err)
-		return nil, codeForbidden, "access could not be checked; try again later"
+		return nil, codeForbidden, "access could not be checked; try again later", true
 	}
 	if !ok {
-		return nil, codeForbidden, "not allowed to read " + truncate(name, 100)
+		return nil, codeForbidden, "not allowed to read " + truncate(name, 100), false
 	}
-	return ch, "", ""
+	return ch, "", "", false
 }
 
 func (c *conn) unsubscribe(req *request) {

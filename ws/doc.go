@@ -105,6 +105,22 @@
 //   - max_messages_per_second is a token bucket with a burst of twice the
 //     rate; a refused request is answered with error rate_limited, and
 //     3 × burst refusals in a row close the connection with 4008.
+//   - A subscribe naming more than max_subscriptions_per_connection
+//     channels is refused whole with one error too_many_subscriptions,
+//     before any access check. Otherwise each refused channel (unknown,
+//     invalid, forbidden, over the limit: an access query and an audit
+//     line) draws on the connection's refusal budget, a bucket of
+//     2 × max_subscriptions_per_connection refilled at
+//     max_subscriptions_per_connection a minute; the refusal that finds it
+//     empty ends the request and closes the connection with 4008. A
+//     refusal because the access check failed is not counted.
+//   - The replies and notices of a connection may fill its send queue
+//     max_subscriptions_per_connection + 2 frames past send_queue (the
+//     replies of one subscribe), so a client that reads is not closed 4009
+//     for the refusals of its own request.
+//   - A channel name that did not resolve is echoed (error, audit log) cut
+//     to 200 bytes; the acl refuses names longer than any pattern matches
+//     (at most acl.MaxChannelBytes) before reading them.
 //   - Bad frames (not JSON, not an object, unknown type, missing or
 //     ill-typed fields) are answered with error bad_request and the
 //     connection stays; more than 10 within a minute (a bucket of 10
@@ -115,6 +131,9 @@
 //     limit; over it the upgrade is answered with HTTP 429.
 //   - A user's connection beyond max_connections_per_user closes that
 //     user's oldest connection with 4010.
+//   - GET /api/realtime/sync: a request while its user has
+//     max_sync_polls_per_user in progress, or its client IP
+//     max_sync_polls_per_ip, is answered 429 rate_limited (pollLimiter).
 //   - A write that does not complete within 5–10 s, or a ping unanswered
 //     within the heartbeat interval, drops the connection.
 //
@@ -125,7 +144,8 @@
 //
 //	connect           connectionId, userId, role, ip
 //	auth_failed       reason, ip (and connectionId after the upgrade)
-//	subscribe_denied  connectionId, userId, channel, code (the error code)
+//	subscribe_denied  connectionId, userId, channel (cut to 200 bytes when
+//	                  it did not resolve), code (the error code)
 //	revoke            connectionId, userId, channel, reason
 //	disconnect        connectionId, userId, code (the close code), reason,
 //	                  duration_ms, messages_sent

@@ -158,6 +158,21 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
+// maxEcho is how much of a channel name that did not resolve is echoed
+// in an error and the audit log: a name that resolved is as long as its
+// pattern allows, any other may be as long as a frame.
+const maxEcho = 200
+
+// echoChannel is the channel name an error of code names: the name as the
+// client sent it, but cut to maxEcho bytes when it did not resolve
+// (unknown or invalid).
+func echoChannel(name, code string) string {
+	if code != codeUnknownChannel && code != codeInvalidChannel {
+		return name
+	}
+	return truncate(name, maxEcho)
+}
+
 // Server → client messages. Each is encoded with encode.
 
 type welcomeMsg struct {

@@ -21,6 +21,9 @@ const (
 	badFrameRefill = time.Minute / badFrameBurst
 	// floodFactor × burst requests refused in a row close with 4008.
 	floodFactor = 3
+	// refusalFactor × max_subscriptions_per_connection refused channels
+	// at once close with 4008 (newRefusalLimiter).
+	refusalFactor = 2
 	// writeTimeout bounds a write to a client (from half of it to all of
 	// it: frameWriter.arm moves the deadline lazily).
 	writeTimeout = 10 * time.Second
@@ -58,6 +61,16 @@ func (m *msgLimiter) allow(now time.Time) (ok, flood bool) {
 	}
 	m.refused++
 	return false, m.refused >= m.floodAfter
+}
+
+// newRefusalLimiter returns the bucket of subscription refusals a
+// connection may be answered: maxSubs a minute, with a burst of twice that
+// (a client whose list went stale, or that lost every channel it had, is
+// refused a whole request or two at once). Each refusal may have cost an
+// access query and costs an audit line; past the bucket the connection is
+// closed with 4008.
+func newRefusalLimiter(maxSubs int) *rate.Limiter {
+	return rate.NewLimiter(rate.Every(time.Minute/time.Duration(maxSubs)), refusalFactor*maxSubs)
 }
 
 // newBadFrameLimiter returns the bucket of bad frames a connection may send.
@@ -110,6 +123,51 @@ func (l *ipLimiter) sweep(now time.Time) {
 		if now.Sub(b.last) >= time.Minute {
 			delete(l.buckets, ip)
 		}
+	}
+}
+
+// pollLimiter enforces limits.max_sync_polls_per_user and
+// limits.max_sync_polls_per_ip: the /sync requests in progress at once (a
+// long-poll holds a goroutine and its buffers for up to 30 s).
+type pollLimiter struct {
+	perUser, perIP int
+
+	mu sync.Mutex // protects users and ips
+	// users and ips count the requests in progress; zero counts are
+	// deleted.
+	users map[string]int
+	ips   map[string]int
+}
+
+func newPollLimiter(perUser, perIP int) *pollLimiter {
+	return &pollLimiter{perUser: perUser, perIP: perIP, users: make(map[string]int), ips: make(map[string]int)}
+}
+
+// acquire counts one more request of user from ip, or says which limit
+// refuses it ("user" or "ip"); a counted request must be released.
+func (l *pollLimiter) acquire(user, ip string) (refusedBy string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.users[user] >= l.perUser:
+		return "user"
+	case l.ips[ip] >= l.perIP:
+		return "ip"
+	}
+	l.users[user]++
+	l.ips[ip]++
+	return ""
+}
+
+// release ends a request counted by acquire.
+func (l *pollLimiter) release(user, ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users[user]--; l.users[user] <= 0 {
+		delete(l.users, user)
+	}
+	if l.ips[ip]--; l.ips[ip] <= 0 {
+		delete(l.ips, ip)
 	}
 }
 

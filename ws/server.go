@@ -45,6 +45,8 @@ const (
 	DefaultMaxFrameBytes                = 65536
 	DefaultMaxMessagesPerSecond         = 50
 	DefaultSendQueue                    = 1024
+	DefaultMaxSyncPollsPerUser          = 4
+	DefaultMaxSyncPollsPerIP            = 100
 )
 
 // TokenVerifier checks a client's JWT. acl.Verifier implements it.
@@ -134,6 +136,7 @@ type Server struct {
 	stats    *counters
 	hub      *hub
 	ipLimit  *ipLimiter
+	polls    *pollLimiter
 	mux      *http.ServeMux
 	accept   websocket.AcceptOptions
 
@@ -198,6 +201,8 @@ func NewServer(opts Options) (*Server, error) {
 	defaultInt(&l.MaxFrameBytes, DefaultMaxFrameBytes)
 	defaultInt(&l.MaxMessagesPerSecond, DefaultMaxMessagesPerSecond)
 	defaultInt(&l.SendQueue, DefaultSendQueue)
+	defaultInt(&l.MaxSyncPollsPerUser, DefaultMaxSyncPollsPerUser)
+	defaultInt(&l.MaxSyncPollsPerIP, DefaultMaxSyncPollsPerIP)
 
 	s := &Server{
 		opts:     opts,
@@ -208,6 +213,7 @@ func NewServer(opts Options) (*Server, error) {
 		logger:   opts.Logger,
 		stats:    newCounters(),
 		ipLimit:  newIPLimiter(opts.Limits.MaxConnectionsPerIPPerMinute),
+		polls:    newPollLimiter(opts.Limits.MaxSyncPollsPerUser, opts.Limits.MaxSyncPollsPerIP),
 		conns:    make(map[*conn]struct{}),
 		byUser:   make(map[string][]*conn),
 		proxies:  proxies,
@@ -289,6 +295,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if offered := offeredSubprotocols(r); len(offered) > 0 && !slices.ContainsFunc(offered, isSubprotocol) {
 		writeJSON(w, http.StatusBadRequest, httpError{"bad_request", "unsupported subprotocol: offer " + Subprotocol})
+		return
+	}
+	if hasQueryToken(r) && !s.opts.Server.AllowQueryToken {
+		s.authFailed("", ip, "token in the query string refused: server.allow_query_token is off")
+		writeJSON(w, http.StatusUnauthorized, httpError{"unauthenticated", "the access_token query parameter is off on this server " +
+			"(server.allow_query_token): send the token in the first frame, or in an Authorization: Bearer header"})
 		return
 	}
 	var claims *acl.Claims
@@ -638,8 +650,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// requestToken returns the token of an upgrade request: the Authorization
-// Bearer header, else the access_token query parameter. ok is false when
+// requestToken returns the token of a request: the Authorization Bearer
+// header, else the access_token query parameter (which the callers accept
+// only on an upgrade, and only with server.allow_query_token). ok is false when
 // there is none; err is set for an Authorization header that is not a
 // Bearer token.
 func requestToken(r *http.Request) (token string, ok bool, err error) {
@@ -655,6 +668,12 @@ func requestToken(r *http.Request) (token string, ok bool, err error) {
 		return q.Get("access_token"), true, nil
 	}
 	return "", false, nil
+}
+
+// hasQueryToken reports whether the request carries an access_token query
+// parameter: a token in the URL, which proxies and access logs record.
+func hasQueryToken(r *http.Request) bool {
+	return r.URL.Query().Has("access_token")
 }
 
 // redact keeps a verifier's message from ever carrying the token itself,

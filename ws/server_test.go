@@ -17,7 +17,10 @@ import (
 )
 
 func TestAuthWays(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.HeartbeatInterval = 7 * time.Second })
+	e := newEnv(t, func(o *Options) {
+		o.HeartbeatInterval = 7 * time.Second
+		o.Server.AllowQueryToken = true
+	})
 	e.appendEvents(1, "class:1")
 	waitFor(t, "hub at the head", func() bool { return e.srv.hub.position() == e.log.Head() })
 	tests := []struct {
@@ -76,7 +79,7 @@ func TestAuthWays(t *testing.T) {
 }
 
 func TestUpgradeRefusedWithBadToken(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, allowQueryToken)
 	for _, via := range []string{viaHeader, viaQuery} {
 		t.Run(via, func(t *testing.T) {
 			_, resp, err := e.dial(via, "forged", nil)
@@ -136,24 +139,34 @@ func TestSubscribe(t *testing.T) {
 	e.acc.grant("19", "class:42", "exam:7", "class:1", "class:2")
 	c := e.connect("19", "teacher")
 
-	id := c.request("subscribe", map[string]any{"channels": []string{"class:42", "class:43", "nope:1", "class:bad!", "exam:7", "class:42"}})
-	sub := c.expect("subscribed")
-	if sub["id"] != id || strings.Join(sub.strs("channels"), ",") != "class:42,exam:7" {
-		t.Errorf("subscribed %v", sub)
-	}
-	if _, err := broadcaster.ParseCursor(sub.str("cursor")); err != nil {
-		t.Errorf("subscribed cursor: %v", err)
-	}
-	for _, want := range []struct{ channel, code string }{
-		{"class:43", "forbidden"}, {"nope:1", "unknown_channel"}, {"class:bad!", "invalid_channel"},
+	// A request names at most max_subscriptions_per_connection channels.
+	for _, req := range []struct {
+		channels []string
+		granted  string
+		refused  []struct{ channel, code string }
+	}{
+		{[]string{"class:42", "class:43", "nope:1"}, "class:42", []struct{ channel, code string }{
+			{"class:43", "forbidden"}, {"nope:1", "unknown_channel"}}},
+		{[]string{"class:bad!", "exam:7", "class:42"}, "exam:7,class:42", []struct{ channel, code string }{
+			{"class:bad!", "invalid_channel"}}},
 	} {
-		m := c.expect("error")
-		if m["id"] != id || m.str("channel") != want.channel || m.str("code") != want.code || m.str("message") == "" {
-			t.Errorf("got %v, want %s for %s", m, want.code, want.channel)
+		id := c.request("subscribe", map[string]any{"channels": req.channels})
+		sub := c.expect("subscribed")
+		if sub["id"] != id || strings.Join(sub.strs("channels"), ",") != req.granted {
+			t.Errorf("subscribed %v, want %s", sub, req.granted)
+		}
+		if _, err := broadcaster.ParseCursor(sub.str("cursor")); err != nil {
+			t.Errorf("subscribed cursor: %v", err)
+		}
+		for _, want := range req.refused {
+			m := c.expect("error")
+			if m["id"] != id || m.str("channel") != want.channel || m.str("code") != want.code || m.str("message") == "" {
+				t.Errorf("got %v, want %s for %s", m, want.code, want.channel)
+			}
 		}
 	}
 
-	id = c.request("subscribe", map[string]any{"channels": []string{"class:1", "class:2", "exam:7"}})
+	id := c.request("subscribe", map[string]any{"channels": []string{"class:1", "class:2", "exam:7"}})
 	if sub := c.expect("subscribed"); strings.Join(sub.strs("channels"), ",") != "class:1,exam:7" {
 		t.Errorf("subscribed %v", sub)
 	}
@@ -522,7 +535,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestTokensNeverLogged(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, allowQueryToken)
 	good := e.ver.add("GOOD-QUERY-TOKEN-1234", "19", "teacher", time.Now().Add(time.Hour))
 	c, _, err := e.dial(viaQuery, good, nil)
 	if err != nil {

@@ -38,10 +38,14 @@ type Stats struct {
 	// connection that broke without one).
 	ClosesByCode map[int]uint64
 	// SyncRequests counts /api/realtime/sync answers by outcome: events,
-	// empty, expired, unauthenticated, forbidden, bad_request.
+	// empty, expired, unauthenticated, forbidden, bad_request,
+	// rate_limited.
 	SyncRequests map[string]uint64
 	// AuthFailures counts refused tokens and first frames.
 	AuthFailures uint64
+	// SubscribeRefusals counts refused subscriptions by error code (one
+	// per refused channel, one for a subscribe refused whole).
+	SubscribeRefusals map[string]uint64
 	// Revocations counts subscriptions revoked after a token refresh or a
 	// membership change.
 	Revocations uint64
@@ -61,15 +65,17 @@ type counters struct {
 	authFailures atomic.Uint64
 	revocations  atomic.Uint64
 
-	mu     sync.Mutex // protects byRole, opened, closes and syncs
-	byRole map[string]int64
-	opened map[string]uint64
-	closes map[int]uint64
-	syncs  map[string]uint64
+	mu       sync.Mutex // protects byRole, opened, closes, syncs and refusals
+	byRole   map[string]int64
+	opened   map[string]uint64
+	closes   map[int]uint64
+	syncs    map[string]uint64
+	refusals map[string]uint64
 }
 
 func newCounters() *counters {
-	return &counters{byRole: make(map[string]int64), opened: make(map[string]uint64), closes: make(map[int]uint64), syncs: make(map[string]uint64)}
+	return &counters{byRole: make(map[string]int64), opened: make(map[string]uint64), closes: make(map[int]uint64), syncs: make(map[string]uint64),
+		refusals: make(map[string]uint64)}
 }
 
 // role moves one active connection from role from to role to; "" is none.
@@ -108,6 +114,13 @@ func (s *counters) sync(outcome string) {
 	s.mu.Unlock()
 }
 
+// refused counts a refused subscription with its error code.
+func (s *counters) refused(code string) {
+	s.mu.Lock()
+	s.refusals[code]++
+	s.mu.Unlock()
+}
+
 func (s *counters) snapshot() Stats {
 	st := Stats{
 		ConnectionsActive: s.active.Load(),
@@ -127,6 +140,7 @@ func (s *counters) snapshot() Stats {
 	st.OpenedByRole = maps.Clone(s.opened)
 	st.ClosesByCode = maps.Clone(s.closes)
 	st.SyncRequests = maps.Clone(s.syncs)
+	st.SubscribeRefusals = maps.Clone(s.refusals)
 	s.mu.Unlock()
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -140,6 +141,14 @@ func isDigits(s string) bool {
 // time) on channels the caller may read, paged, with long-polling. It is the
 // polling fallback and the re-sync after a reconnect.
 func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
+	if hasQueryToken(r) {
+		// Whatever server.allow_query_token says: a poller can always set
+		// a header, and a token in a URL lands in proxy logs.
+		s.syncOutcome("unauthenticated")
+		writeJSON(w, http.StatusUnauthorized, syncError{Error: "unauthenticated",
+			Message: "a token in the URL (access_token) is not accepted here: send Authorization: Bearer <token>"})
+		return
+	}
 	token, ok, err := requestToken(r)
 	if err != nil || !ok {
 		s.syncOutcome("unauthenticated")
@@ -153,6 +162,16 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, syncError{Error: "unauthenticated", Message: redact(err.Error(), token)})
 		return
 	}
+	ip := s.clientIP(r)
+	switch s.polls.acquire(claims.UserID, ip) {
+	case "user":
+		s.syncBusy(w, fmt.Sprintf("more than %d /sync requests at once for this user (limits.max_sync_polls_per_user)", s.limits.MaxSyncPollsPerUser))
+		return
+	case "ip":
+		s.syncBusy(w, fmt.Sprintf("more than %d /sync requests at once from this address (limits.max_sync_polls_per_ip)", s.limits.MaxSyncPollsPerIP))
+		return
+	}
+	defer s.polls.release(claims.UserID, ip)
 	req, err := parseSync(r)
 	if err != nil {
 		s.syncOutcome("bad_request")
@@ -321,6 +340,13 @@ func (s *Server) lostAccess(ev *broadcaster.Event, scope *syncScope) string {
 func (s *Server) syncExpired(w http.ResponseWriter) {
 	s.syncOutcome("expired")
 	writeJSON(w, http.StatusGone, syncError{Error: "cursor_expired", Message: "the events after this point are no longer retained: refetch, then sync from the cursor of the answer"})
+}
+
+// syncBusy answers a /sync request over a concurrency limit: 429.
+func (s *Server) syncBusy(w http.ResponseWriter, msg string) {
+	s.syncOutcome("rate_limited")
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusTooManyRequests, syncError{Error: codeRateLimited, Message: msg})
 }
 
 func (s *Server) syncOutcome(outcome string) {

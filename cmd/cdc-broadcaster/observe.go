@@ -152,6 +152,7 @@ func gatewayStats(s ws.Stats) metrics.GatewayStats {
 		ClosesByCode:       s.ClosesByCode,
 		SyncRequests:       s.SyncRequests,
 		AuthFailures:       s.AuthFailures,
+		SubscribeRefusals:  s.SubscribeRefusals,
 		Revocations:        s.Revocations,
 	}
 }
