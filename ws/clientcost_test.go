@@ -287,3 +287,19 @@ func TestSyncBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsubscribeTooManyChannelsRefusedWhole: an unsubscribe naming more
+// channels than a connection may hold used to be echoed whole.
+func TestUnsubscribeTooManyChannelsRefusedWhole(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxSubscriptionsPerConn = 10 })
+	e.acc.grant("19", "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:1")
+	id := c.request("unsubscribe", map[string]any{"channels": append(forbiddenClasses(2, 10), "class:1")})
+	if m := c.expect("error"); m["id"] != id || m.str("code") != "bad_request" || m.str("channel") != "" {
+		t.Errorf("got %v, want one bad_request", m)
+	}
+	if got := e.srv.Stats().Subscriptions; got != 1 {
+		t.Errorf("Subscriptions %d, want class:1 kept", got)
+	}
+}

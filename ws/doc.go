@@ -91,7 +91,7 @@
 //     3 × burst refusals in a row close the connection with 4008.
 //   - A subscribe naming more than max_subscriptions_per_connection
 //     channels is refused whole with one error too_many_subscriptions,
-//     before any access check. Otherwise each refused channel (unknown,
+//     before any access check (an unsubscribe, with bad_request). Otherwise each refused channel (unknown,
 //     invalid, forbidden, over the limit: an access query and an audit
 //     line) draws on the connection's refusal budget, a bucket of
 //     2 × max_subscriptions_per_connection refilled at
