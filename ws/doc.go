@@ -76,8 +76,8 @@
 //     and whether its writer runs; conn.tmu its timers. Order: hub.mu
 //     before conn.qmu (the hub queues under its lock); conn.tmu before
 //     conn.mu (a token timer reads the claims).
-//   - ipLimiter.mu, counters.mu and auditLog.mu protect what their comments
-//     say. Locks are never held across an access check, nor across a
+//   - ipLimiter.mu, pollLimiter.mu, counters.mu and auditLog.mu protect
+//     what their comments say. Locks are never held across an access check, nor across a
 //     network write but for frameWriter.mu, which serializes the socket's
 //     writes (taken inside coder/websocket's own write lock, never before
 //     hub.mu or conn.qmu); queueing a frame never blocks.
