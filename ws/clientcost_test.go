@@ -265,3 +265,41 @@ func TestLongChannelNameCut(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncBounds: a /sync naming more channels than a connection may hold
+// is refused before any access check; a long name is echoed cut.
+func TestSyncBounds(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxSubscriptionsPerConn = 10 })
+	tok := e.token("19", "teacher")
+	resp, body := e.syncGet("channels="+strings.Join(forbiddenClasses(1, 11), ","), tok)
+	if resp.StatusCode != http.StatusBadRequest || body["error"] != "too_many_subscriptions" || body["channel"] != nil {
+		t.Errorf("11 channels: %d %v, want 400 too_many_subscriptions naming no channel", resp.StatusCode, body)
+	}
+	if n := e.acc.checkCount(); n != 0 {
+		t.Errorf("%d access checks, want none", n)
+	}
+	for _, name := range []string{strings.Repeat("z", 5000), "class:" + strings.Repeat("x", 5000)} {
+		resp, body = e.syncGet("channels="+name, tok)
+		ch, _ := body["channel"].(string)
+		msg, _ := body["message"].(string)
+		if resp.StatusCode != http.StatusBadRequest || len(ch) > maxEcho+3 || !strings.HasSuffix(ch, "...") || len(msg) > 300 {
+			t.Errorf("%.20s...: %d, channel of %d bytes, message of %d, want 400 with both cut", name, resp.StatusCode, len(ch), len(msg))
+		}
+	}
+}
+
+// TestUnsubscribeTooManyChannelsRefusedWhole: an unsubscribe naming more
+// channels than a connection may hold used to be echoed whole.
+func TestUnsubscribeTooManyChannelsRefusedWhole(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxSubscriptionsPerConn = 10 })
+	e.acc.grant("19", "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:1")
+	id := c.request("unsubscribe", map[string]any{"channels": append(forbiddenClasses(2, 10), "class:1")})
+	if m := c.expect("error"); m["id"] != id || m.str("code") != "bad_request" || m.str("channel") != "" {
+		t.Errorf("got %v, want one bad_request", m)
+	}
+	if got := e.srv.Stats().Subscriptions; got != 1 {
+		t.Errorf("Subscriptions %d, want class:1 kept", got)
+	}
+}

@@ -701,7 +701,14 @@ func (c *conn) admit(claims *acl.Claims, name string, count int) (ch *acl.Channe
 	return ch, "", "", false
 }
 
+// unsubscribe drops the named channels; a request naming more than a
+// connection may hold is refused whole (it would only echo them back).
 func (c *conn) unsubscribe(req *request) {
+	if n := len(req.Channels); n > c.s.limits.MaxSubscriptionsPerConn {
+		c.sendError(req.ID, codeBadRequest, "", fmt.Sprintf("an unsubscribe names at most %d channels (max_subscriptions_per_connection), this one %d; nothing was unsubscribed",
+			c.s.limits.MaxSubscriptionsPerConn, n))
+		return
+	}
 	names := req.Channels
 	if names == nil {
 		names = []string{}

@@ -92,8 +92,8 @@
 //     and whether its writer runs; conn.tmu its timers. Order: hub.mu
 //     before conn.qmu (the hub queues under its lock); conn.tmu before
 //     conn.mu (a token timer reads the claims).
-//   - ipLimiter.mu, counters.mu and auditLog.mu protect what their comments
-//     say. Locks are never held across an access check, nor across a
+//   - ipLimiter.mu, pollLimiter.mu, counters.mu and auditLog.mu protect
+//     what their comments say. Locks are never held across an access check, nor across a
 //     network write but for frameWriter.mu, which serializes the socket's
 //     writes (taken inside coder/websocket's own write lock, never before
 //     hub.mu or conn.qmu); queueing a frame never blocks.
@@ -107,7 +107,7 @@
 //     3 × burst refusals in a row close the connection with 4008.
 //   - A subscribe naming more than max_subscriptions_per_connection
 //     channels is refused whole with one error too_many_subscriptions,
-//     before any access check. Otherwise each refused channel (unknown,
+//     before any access check (an unsubscribe, with bad_request). Otherwise each refused channel (unknown,
 //     invalid, forbidden, over the limit: an access query and an audit
 //     line) draws on the connection's refusal budget, a bucket of
 //     2 × max_subscriptions_per_connection refilled at

@@ -82,7 +82,8 @@ var (
 // Options configure a Server. Log, Verifier and Access are required.
 type Options struct {
 	// Server is the server section of the config: AllowedOrigins (none:
-	// any origin) is used here.
+	// any origin), TrustedProxies and AllowQueryToken (off: an upgrade
+	// with ?access_token= is answered 401) are used here.
 	Server config.Server
 	// Limits is the limits section of the config; zero fields take the
 	// documented defaults.

@@ -178,17 +178,25 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, syncError{Error: codeBadRequest, Message: err.Error()})
 		return
 	}
+	if n := len(req.channels); n > s.limits.MaxSubscriptionsPerConn {
+		// Each channel costs an access check: as many as a connection may
+		// hold, no more.
+		s.syncOutcome("bad_request")
+		writeJSON(w, http.StatusBadRequest, syncError{Error: codeTooManySubs,
+			Message: fmt.Sprintf("name at most %d channels (limits.max_subscriptions_per_connection), not %d", s.limits.MaxSubscriptionsPerConn, n)})
+		return
+	}
 	scope := syncScope{ctx: r.Context(), claims: claims, want: make(map[string]*acl.Channel, len(req.channels))}
 	for _, name := range req.channels {
 		ch, err := s.access.Resolve(name)
 		switch {
 		case errors.Is(err, acl.ErrUnknownChannel):
 			s.syncOutcome("bad_request")
-			writeJSON(w, http.StatusBadRequest, syncError{Error: codeUnknownChannel, Channel: name, Message: "no channel pattern matches it"})
+			writeJSON(w, http.StatusBadRequest, syncError{Error: codeUnknownChannel, Channel: echoChannel(name, codeUnknownChannel), Message: "no channel pattern matches it"})
 			return
 		case err != nil:
 			s.syncOutcome("bad_request")
-			writeJSON(w, http.StatusBadRequest, syncError{Error: codeInvalidChannel, Channel: name, Message: err.Error()})
+			writeJSON(w, http.StatusBadRequest, syncError{Error: codeInvalidChannel, Channel: echoChannel(name, codeInvalidChannel), Message: truncate(err.Error(), 200)})
 			return
 		}
 		allowed, err := s.access.Allowed(r.Context(), claims, ch)
