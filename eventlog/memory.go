@@ -536,3 +536,7 @@ var closed = func() chan struct{} {
 func (m *Memory) at(i int) *broadcaster.Event {
 	return &m.ring[(m.first+i)%len(m.ring)]
 }
+
+// EventSize is the estimate of an event's memory that MaxHeldBytes is
+// counted in.
+func EventSize(ev *broadcaster.Event) int64 { return eventSize(ev) }

@@ -1,6 +1,8 @@
 package ws
 
 import (
+	"github.com/coder/websocket"
+
 	"net/http"
 	"strings"
 	"sync"
@@ -308,4 +310,75 @@ func TestBurstPastQueueAndRetention(t *testing.T) {
 		t.Fatalf("stats %+v: want catch-ups, no 4009 and no reset", st)
 	}
 	waitFor(t, "the held events released", func() bool { st := small.Stats(); return st.Held == 0 && st.Holds == 0 && st.Events == 300 })
+}
+
+// TestHeldBudgetClosesTheSlowest: a connection that reads, but too slowly
+// for a burst, past the log's budget for held events (MaxHeldBytes) is
+// closed 4009 and can resume; the budget's memory is given back, and a
+// connection that keeps up is not affected.
+func TestHeldBudgetClosesTheSlowest(t *testing.T) {
+	// Events of 4 KiB, more of them than the sockets' buffers take: the
+	// slow reader's writer blocks, and its catch-up falls behind in the log.
+	pad := strings.Repeat("x", 4096)
+	evs := (&env{lsn: 0x1000}).makeEvents(1, pad)
+	size := eventlog.EventSize(&evs[0])
+	small := eventlog.NewMemory(eventlog.Options{MaxEvents: 50, MaxHeldBytes: 200 * size})
+	e := newEnv(t, func(o *Options) {
+		o.Log = small
+		o.Limits.SendQueue = 8
+	})
+	e.log = small
+	e.acc.grant("19", "class:1")
+	e.acc.grant("20", "class:1")
+	slow := e.connect("19", "teacher")
+	slow.subscribe("class:1")
+	fast := e.connect("20", "teacher")
+	fast.subscribe("class:1")
+
+	burst := e.makeEvents(5000, pad, "class:1") // 5000: a multiple of 50
+	fastDone := make(chan []string, 1)
+	go func() {
+		var got []string
+		for range burst {
+			m, err := fast.tryRead(10 * time.Second)
+			if err != nil {
+				break
+			}
+			if m.str("type") == "event" {
+				got = append(got, m["event"].(map[string]any)["eventId"].(string))
+			}
+		}
+		fastDone <- got
+	}()
+	// 5,000 events a second: the prompt reader keeps within the budget,
+	// the slow one (500 a second) does not.
+	go func() {
+		for i := 0; i < len(burst); i += 50 {
+			e.appendBatch(burst[i : i+50])
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	read, code := 0, websocket.StatusCode(-1)
+	for {
+		m, err := slow.tryRead(10 * time.Second)
+		if err != nil {
+			code = websocket.CloseStatus(err)
+			break
+		}
+		if m.str("type") == "event" {
+			read++
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if code != statusSlowConsumer || read >= len(burst) {
+		t.Fatalf("slow reader: close %d after %d of %d events, want 4009 before the end", code, read, len(burst))
+	}
+	if got := <-fastDone; len(got) != len(burst) || got[len(got)-1] != burst[len(burst)-1].ID.String() {
+		t.Fatalf("the prompt reader got %d of %d events", len(got), len(burst))
+	}
+	st := small.Stats()
+	if st.OverBudget == 0 {
+		t.Fatalf("log stats %+v: nothing was dropped over the budget", st)
+	}
+	waitFor(t, "the held events given back", func() bool { st := small.Stats(); return st.Held == 0 && st.Holds == 0 })
 }
