@@ -561,7 +561,7 @@ func TestCacheBounded(t *testing.T) {
 func TestRecheck(t *testing.T) {
 	t.Parallel()
 	r := newTestRules(t, &fakeDB{}, RulesOptions{})
-	want := []string{"class_teachers", "exams", "parent_students", "students"}
+	want := []string{"class_teachers", "exams", "parent_students", "report_cards", "students"}
 	if got := r.RecheckTables(); !slices.Equal(got, want) {
 		t.Errorf("RecheckTables = %v, want %v", got, want)
 	}
