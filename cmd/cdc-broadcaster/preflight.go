@@ -312,8 +312,15 @@ func describeRule(ctx context.Context, conn *pgx.Conn, r acl.SQLRule) ([]string,
 		_ = tx.Rollback(bg)
 		_ = conn.Deallocate(bg, name)
 	}()
-	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+	if _, err := tx.Exec(ctx, "SAVEPOINT generic_plan"); err != nil {
 		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		// Before PostgreSQL 12: the NULLs may fold scans away and hide a
+		// table from the warnings, but privileges are checked all the same.
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT generic_plan"); err != nil {
+			return nil, err
+		}
 	}
 	stmt := "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE " + name
 	if n := len(sd.ParamOIDs); n > 0 {
