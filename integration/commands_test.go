@@ -241,3 +241,95 @@ func TestServePprof(t *testing.T) {
 		t.Fatal("the public listener serves /debug/pprof/")
 	}
 }
+
+// TestCommandHelp: each command's -h says what it is for, shows an
+// example, its flags and the CDC_* variables it reads, on stdout, exit 0;
+// a flag mistake prints the error once, then that command's help, exit 2.
+func TestCommandHelp(t *testing.T) {
+	tests := []struct {
+		command string
+		want    []string
+	}{
+		{"serve", []string{"Run the service", "Example:", "-pprof", "-config", "CDC_SOURCE_DATABASE_URL", "CDC_AUTH_JWT_SECRET"}},
+		{"check", []string{"Verify the config", "Example:", "-config", "CDC_SOURCE_DATABASE_URL"}},
+		{"setup", []string{"Create the publication", "Example:", "-dry-run", "CDC_SOURCE_DATABASE_URL"}},
+		{"tail", []string{"Print mapped events", "Example:", "-types", "CDC_SOURCE_DATABASE_URL"}},
+		{"token", []string{"Mint a JWT", "Example:", "-sub", "-ttl", "CDC_AUTH_JWT_SECRET"}},
+		{"version", []string{"Print the version", "Example:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.command, func(t *testing.T) {
+			t.Parallel()
+			code, out, stderr := run(t, nil, tt.command, "-h")
+			if code != 0 {
+				t.Fatalf("%s -h: exit %d\n%s", tt.command, code, stderr)
+			}
+			for _, w := range append([]string{"Usage: cdc-broadcaster " + tt.command}, tt.want...) {
+				if !strings.Contains(out, w) {
+					t.Errorf("%s -h lacks %q:\n%s", tt.command, w, out)
+				}
+			}
+		})
+	}
+	t.Run("flag error", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := run(t, nil, "token", "--ttl", "1x")
+		if code != 2 {
+			t.Fatalf("token --ttl 1x: exit %d, want 2\n%s", code, stderr)
+		}
+		if n := strings.Count(stderr, `invalid value "1x"`); n != 1 {
+			t.Errorf("the error is printed %d times, want once:\n%s", n, stderr)
+		}
+		if !strings.Contains(stderr, "Usage: cdc-broadcaster token") || !strings.Contains(stderr, "-sub") || strings.Contains(stderr, "Commands:") {
+			t.Errorf("want token's own help after the error:\n%s", stderr)
+		}
+	})
+	t.Run("--version", func(t *testing.T) {
+		t.Parallel()
+		code, out, stderr := run(t, nil, "--version")
+		_, want, _ := run(t, nil, "version")
+		if code != 0 || out != want || !strings.HasPrefix(out, "cdc-broadcaster ") {
+			t.Fatalf("--version: exit %d %q, want %q\n%s", code, out, want, stderr)
+		}
+	})
+	t.Run("no config file", func(t *testing.T) {
+		t.Parallel()
+		// The test's directory, the binary's too, has no config.yaml.
+		code, _, stderr := run(t, nil, "check")
+		if code != 2 || !strings.Contains(stderr, "--config") || !strings.Contains(stderr, "config.example.yaml") {
+			t.Fatalf("check without config.yaml: exit %d, want 2 saying to pass --config or copy config.example.yaml\n%s", code, stderr)
+		}
+	})
+}
+
+// TestCommandsWithoutJWTSecret: setup verifies no token, so it runs
+// without the JWT key material (tail too: TestTailTypesFilter); check reports the missing secret serve
+// would need as one problem among the rest rather than refusing to look.
+func TestCommandsWithoutJWTSecret(t *testing.T) {
+	db := NewDB(t)
+	cfg := WriteConfig(t, db, map[string]any{"source.slot": "s_" + db.Name})
+	if code, out, stderr := run(t, nil, "setup", "--dry-run", "--config", cfg); code != 0 {
+		t.Fatalf("setup --dry-run without a secret: exit %d\n%s\n%s", code, out, stderr)
+	}
+	code, out, stderr := run(t, nil, "check", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "auth.jwt.secret") || !strings.Contains(out, "1 problem(s) found") {
+		t.Fatalf("check without a secret: exit %d, want 1 with the secret as its only problem\n%s\n%s", code, out, stderr)
+	}
+	// tail without a secret: TestTailTypesFilter.
+}
+
+// TestTailWarnsAboutUnknownTypes: a --types glob that matches no event type
+// of the mapping's catalogue is reported on stderr instead of waiting in
+// silence.
+func TestTailWarnsAboutUnknownTypes(t *testing.T) {
+	db := NewDB(t)
+	cfg := WriteConfig(t, db, nil)
+	tail := Start(t, nil, "tail", "--config", cfg, "--types", "exams.*,exam.*")
+	tail.WaitStderr(t, `--types "exams.*" matches no event type`, readyTimeout)
+	if strings.Contains(tail.Stderr(), `"exam.*" matches no`) {
+		t.Fatalf("warned about a glob that matches:\n%s", tail.Stderr())
+	}
+	if !strings.Contains(tail.Stderr(), "exam.published") {
+		t.Errorf("the warning does not list the types:\n%s", tail.Stderr())
+	}
+}

@@ -66,8 +66,12 @@ func itemsDB(t *testing.T, edits map[string]any) (*DB, string) {
 	t.Helper()
 	db := NewDB(t)
 	db.Exec(t, itemsSchema)
+	admins := []any{map[string]any{"roles": []string{"admin"}}}
 	all := map[string]any{
-		"mappings":               itemsMapping(),
+		"mappings": itemsMapping(),
+		// serve refuses a mapping channel no pattern fits.
+		"channels.8":             map[string]any{"pattern": "item:{id}", "allow": admins},
+		"channels.9":             map[string]any{"pattern": "status:{status}", "allow": admins},
 		"source.slot":            "s_" + db.Name,
 		"source.status_interval": "200ms",
 		"log.level":              "debug",

@@ -21,18 +21,28 @@ type CheckCommand struct {
 
 // Run parses flags, checks, prints every problem and fails when there is one.
 func (c *CheckCommand) Run(ctx context.Context, args []string) error {
-	cfg, log, err := c.main.configured("check", args, true, nil, nil)
+	// The token key material is checked with the rest (preflight), so
+	// that a missing secret is one finding among all the others.
+	cfg, log, err := c.main.configured("check", args, false, nil, nil)
 	if err != nil {
 		return err
+	}
+	pf := newPreflight(ctx, cfg, preflightOptions{jwt: true, logger: log})
+	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	for _, e := range pf.problems {
+		if e.Key == "source.database_url" {
+			return c.report(problems, pf)
+		}
 	}
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-
-	var problems []string
-	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	if err := pf.database(ctx, conn); err != nil {
+		return err
+	}
 
 	var walLevel string
 	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
@@ -136,13 +146,27 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 
-	if len(problems) == 0 {
+	if len(problems) == 0 && len(pf.problems) == 0 {
 		fmt.Fprintf(c.main.Stdout, "ok: %d mappings on %d tables, publication %q, slot %q, wal_level logical\n",
 			len(cfg.Mappings), len(tables), cfg.Source.Publication, cfg.Source.Slot)
-		return nil
+	}
+	return c.report(problems, pf)
+}
+
+// report prints the problems, the preflight's after the others, then the
+// warnings, and fails when there is a problem.
+func (c *CheckCommand) report(problems []string, pf *preflight) error {
+	for _, e := range pf.problems {
+		problems = append(problems, e.Error())
 	}
 	for _, p := range problems {
 		fmt.Fprintf(c.main.Stdout, "problem: %s\n", p)
+	}
+	for _, w := range pf.warnings {
+		fmt.Fprintf(c.main.Stdout, "warning: %s\n", w)
+	}
+	if len(problems) == 0 {
+		return nil
 	}
 	fmt.Fprintf(c.main.Stdout, "%d problem(s) found\n", len(problems))
 	return errProblemsFound

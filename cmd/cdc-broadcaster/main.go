@@ -57,8 +57,10 @@ func NewMain() *Main {
 	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Env: os.Environ()}
 }
 
-// usageError is a mistake in the command line.
-type usageError struct{ msg string }
+// usageError is a mistake in the command line. usage, when set, is the
+// help of the command it was made for, shown instead of the list of
+// commands.
+type usageError struct{ msg, usage string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -80,7 +82,11 @@ func (m *Main) ExitCode(err error) int {
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(m.Stderr, "cdc-broadcaster: %v\n\n%s", err, usage)
+		help := ue.usage
+		if help == "" {
+			help = usage
+		}
+		fmt.Fprintf(m.Stderr, "cdc-broadcaster: %v\n\n%s", err, help)
 		return exitUsage
 	case errors.As(err, &ce):
 		fmt.Fprintf(m.Stderr, "cdc-broadcaster: config error:\n%v\n", err)
@@ -102,14 +108,15 @@ Commands:
   token    mint a development JWT (--sub 19 --role teacher --ttl 1h)
   version  print version and build information
 
-Every command takes --config (default ./config.yaml). Run
-'cdc-broadcaster <command> -h' for its flags.
+Every command takes --config (default ./config.yaml; start from a copy of
+config.example.yaml). Run 'cdc-broadcaster <command> -h' for its flags.
+--version prints the version.
 `
 
 // Run runs the subcommand named by args[0].
 func (m *Main) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return &usageError{"no command given"}
+		return &usageError{msg: "no command given"}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -123,32 +130,37 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&TailCommand{main: m}).Run(ctx, rest)
 	case "token":
 		return (&TokenCommand{main: m}).Run(ctx, rest)
-	case "version":
+	case "version", "--version", "-version":
 		return (&VersionCommand{main: m}).Run(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
 	}
-	return &usageError{fmt.Sprintf("unknown command %q", cmd)}
+	return &usageError{msg: fmt.Sprintf("unknown command %q", cmd)}
 }
 
-// newFlagSet returns a flag set whose errors come back as usage errors.
+// newFlagSet returns a flag set that prints nothing itself: parseFlags
+// prints its help on -h and turns its errors into usage errors, which are
+// printed once, with the help, by ExitCode.
 func (m *Main) newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args, turning flag mistakes into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses args, printing the command's help on -h and turning
+// flag mistakes into usage errors that carry that help.
+func (m *Main) parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(m.Stdout, commandUsage(fs))
 			return err
 		}
-		return &usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+		return &usageError{msg: fmt.Sprintf("%s: %v", fs.Name(), err), usage: commandUsage(fs)}
 	}
 	if fs.NArg() > 0 {
-		return &usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+		return &usageError{msg: fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0)), usage: commandUsage(fs)}
 	}
 	return nil
 }
@@ -163,11 +175,15 @@ func (m *Main) configured(name string, args []string, needKeys bool, flags func(
 	if flags != nil {
 		flags(fs)
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := m.parseFlags(fs, args); err != nil {
 		return nil, nil, err
 	}
 	if check != nil {
 		if err := check(); err != nil {
+			var ue *usageError
+			if errors.As(err, &ue) && ue.usage == "" {
+				ue.usage = commandUsage(fs)
+			}
 			return nil, nil, err
 		}
 	}
@@ -183,6 +199,9 @@ func (m *Main) configured(name string, args []string, needKeys bool, flags func(
 // then no reason to refuse them.
 func (m *Main) loadConfigFor(path string, needKeys bool) (*config.Config, error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &configError{fmt.Errorf("read config: %w\n(pass --config <file>, or copy config.example.yaml to %s and edit it; docs/config.md describes every key)", err, path)}
+	}
 	if err != nil {
 		return nil, &configError{fmt.Errorf("read config: %w", err)}
 	}

@@ -16,8 +16,13 @@ import (
 )
 
 // connect opens an ordinary (non-replication) connection for catalog work.
+// A URL that does not parse is a config error.
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, url)
+	cc, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, &configError{fmt.Errorf("source.database_url: %w", err)}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
@@ -63,6 +68,20 @@ func compileMapping(ctx context.Context, conn *pgx.Conn, cfg *config.Config, sin
 		return nil, nil, &configError{annotate(cfg, err)}
 	}
 	return m, tables, nil
+}
+
+// configProblems splits the error of compileMapping into the config
+// problems it holds and any other error.
+func configProblems(err error) (config.Errors, error) {
+	var ce *configError
+	if err == nil || !errors.As(err, &ce) {
+		return nil, err
+	}
+	var errs config.Errors
+	if errors.As(ce.err, &errs) {
+		return errs, nil
+	}
+	return config.Errors{{Msg: ce.err.Error()}}, nil
 }
 
 // annotate turns mapping errors into config errors with file and line.

@@ -41,6 +41,10 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	urlCheck := &preflight{cfg: cfg}
+	if urlCheck.checkURL(); urlCheck.err() != nil {
+		return urlCheck.err()
+	}
 	if pprofAddr != "" {
 		stopPprof, err := servePprof(pprofAddr, log)
 		if err != nil {
@@ -54,8 +58,28 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer obs.close()
 
+	// Everything that can be known is checked before prepare creates
+	// anything in the database: a refused config leaves no slot behind.
+	readPool, poolErr := newReadPool(ctx, cfg.Source.DatabaseURL)
+	var ruleDB acl.Querier
+	if poolErr == nil {
+		defer readPool.Close()
+		ruleDB = readPool
+	}
+	pf := newPreflight(ctx, cfg, preflightOptions{
+		db: ruleDB, jwt: true, keepVerifier: true, logger: log,
+		rulesOptions: acl.RulesOptions{Logger: log, ObserveSQL: obs.metrics.ObserveSQL},
+	})
+	if pf.verifier != nil {
+		defer pf.verifier.Close()
+	}
+	if poolErr != nil {
+		return poolErr
+	}
+	verifier, rules := pf.verifier, pf.rules
+
 	sink := &tracingLog{log: log}
-	mapper, resumeAt, err := c.prepare(ctx, cfg, sink, log)
+	mapper, resumeAt, err := c.prepare(ctx, cfg, pf, sink, log)
 	if err != nil {
 		return err
 	}
@@ -77,20 +101,6 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	})
 	sink.Log = obs.countEvents(evlog)
 
-	verifier, err := acl.NewVerifier(ctx, cfg.Auth.JWT, acl.VerifierOptions{Logger: log})
-	if err != nil {
-		return &configError{err}
-	}
-	defer verifier.Close()
-	readPool, err := newReadPool(ctx, cfg.Source.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer readPool.Close()
-	rules, err := acl.NewRules(cfg.Channels, cfg.Auth, readPool, acl.RulesOptions{Logger: log, ObserveSQL: obs.metrics.ObserveSQL})
-	if err != nil {
-		return &configError{err}
-	}
 	audit, closeAudit, err := openAudit(cfg.Audit.Log, c.main.Stdout)
 	if err != nil {
 		return &configError{err}
@@ -125,7 +135,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		Limits:   cfg.Limits,
 		Log:      evlog,
 		Verifier: verifier,
-		Access:   rules,
+		Access:   newLoggingRules(rules, log),
 		Ready: func() (bool, string) {
 			if !stream.Status().Connected {
 				return false, "replication stream not connected"
@@ -222,18 +232,32 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// prepare compiles the mapping against the live schema, makes sure the
-// publication and slot exist (creating them when source.create allows), and
-// returns the position the slot resumes from.
-func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, broadcaster.LSN, error) {
+// prepare compiles the mapping against the live schema and runs the
+// preflight checks that need the database; only when all of them pass does
+// it make sure the publication and slot exist (creating them when
+// source.create allows). It returns the position the slot resumes from.
+func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *preflight, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, broadcaster.LSN, error) {
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
+		if pf.err() != nil {
+			return nil, 0, pf.err()
+		}
 		return nil, 0, err
 	}
 	defer conn.Close(context.Background())
 	mapper, _, err := compileMapping(ctx, conn, cfg, sink, log)
+	problems, err := configProblems(err)
 	if err != nil {
 		return nil, 0, err
+	}
+	if err := pf.database(ctx, conn); err != nil {
+		return nil, 0, err
+	}
+	if problems = append(problems, pf.problems...); len(problems) > 0 {
+		return nil, 0, &configError{problems}
+	}
+	for _, w := range pf.warnings {
+		log.Warn("config: " + w)
 	}
 	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, publishedTables(cfg), nil)
 	if err != nil {
@@ -268,7 +292,7 @@ func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, sink bro
 func newReadPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("parse database url: %w", err)
+		return nil, &configError{fmt.Errorf("source.database_url: %w", err)}
 	}
 	pc.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	pc.ConnConfig.RuntimeParams["application_name"] = "cdc-broadcaster-acl"

@@ -31,6 +31,14 @@ func (c *SetupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A slot of that name in another database would pass for done.
+	pf := &preflight{cfg: cfg}
+	if err := pf.checkSlot(ctx, conn); err != nil {
+		return err
+	}
+	if err := pf.err(); err != nil {
+		return err
+	}
 	var full []string
 	for _, req := range mapper.Requirements() {
 		if len(req.OldColumns) > 0 {

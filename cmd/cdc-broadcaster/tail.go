@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 	"github.com/treasure-home/cdc-broadcaster/cdc"
+	"github.com/treasure-home/cdc-broadcaster/config"
 )
 
 // TailCommand prints mapped events as JSON lines from a temporary slot.
@@ -31,6 +33,12 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	catalogue := eventTypes(cfg)
+	for _, g := range globs {
+		if !slices.ContainsFunc(catalogue, func(t string) bool { ok, _ := path.Match(g, t); return ok }) {
+			fmt.Fprintf(c.main.Stderr, "cdc-broadcaster: warning: tail: --types %q matches no event type of the mapping, so it prints nothing; the types are: %s\n", g, strings.Join(catalogue, ", "))
+		}
 	}
 	out := &lineSink{w: bufio.NewWriter(c.main.Stdout), globs: globs}
 
@@ -57,6 +65,24 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	return stream.Run(ctx, mapper)
 }
 
+// eventTypes is the mapping's catalogue: every event type it can emit,
+// sorted. A mapping without events emits the default four of its domain.
+func eventTypes(cfg *config.Config) []string {
+	var types []string
+	for _, mp := range cfg.Mappings {
+		if len(mp.Events) == 0 {
+			for _, action := range []string{"created", "updated", "deleted", "truncated"} {
+				types = append(types, mp.Domain+"."+action)
+			}
+		}
+		for _, ev := range mp.Events {
+			types = append(types, ev.Type)
+		}
+	}
+	slices.Sort(types)
+	return slices.Compact(types)
+}
+
 // parseGlobs splits and checks a --types value.
 func parseGlobs(s string) ([]string, error) {
 	if s == "" {
@@ -69,7 +95,7 @@ func parseGlobs(s string) ([]string, error) {
 			continue
 		}
 		if _, err := path.Match(g, ""); err != nil {
-			return nil, &usageError{fmt.Sprintf("tail: --types: bad pattern %q: %v", g, err)}
+			return nil, &usageError{msg: fmt.Sprintf("tail: --types: bad pattern %q: %v", g, err)}
 		}
 		globs = append(globs, g)
 	}

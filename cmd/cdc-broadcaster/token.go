@@ -25,9 +25,9 @@ func (c *TokenCommand) Run(_ context.Context, args []string) error {
 	}, func() error {
 		switch {
 		case c.sub == "":
-			return &usageError{"token: --sub is required"}
+			return &usageError{msg: "token: --sub is required"}
 		case c.ttl <= 0:
-			return &usageError{"token: --ttl must be positive"}
+			return &usageError{msg: "token: --ttl must be positive"}
 		}
 		return nil
 	})

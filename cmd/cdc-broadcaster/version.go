@@ -12,7 +12,7 @@ type VersionCommand struct{ main *Main }
 
 // Run prints the version.
 func (c *VersionCommand) Run(_ context.Context, args []string) error {
-	if err := parseFlags(c.main.newFlagSet("version"), args); err != nil {
+	if err := c.main.parseFlags(c.main.newFlagSet("version"), args); err != nil {
 		return err
 	}
 	rev := ""
