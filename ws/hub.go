@@ -632,24 +632,3 @@ func (h *hub) channelsOf(c *conn) []*acl.Channel {
 	}
 	return out
 }
-
-// subscribed is one channel and its connections at a moment.
-type subscribed struct {
-	ch    *acl.Channel
-	conns []*conn
-}
-
-// snapshot returns every channel with subscribers, and them.
-func (h *hub) snapshot() []subscribed {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]subscribed, 0, len(h.index))
-	for _, cs := range h.index {
-		s := subscribed{ch: cs.ch, conns: make([]*conn, 0, len(cs.conns))}
-		for c := range cs.conns {
-			s.conns = append(s.conns, c)
-		}
-		out = append(out, s)
-	}
-	return out
-}
