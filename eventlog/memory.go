@@ -188,22 +188,32 @@ func (m *Memory) Unpin() {
 // push adds ev at the end, growing the ring (doubling) when it is full and
 // its oldest event cannot go: it is within the retention, or held.
 func (m *Memory) push(ev *broadcaster.Event) {
-	if m.n == len(m.ring) {
-		if m.n >= m.opts.MaxEvents && !m.needed(m.at(0)) {
+	if m.n == len(m.ring) && m.n >= m.opts.MaxEvents {
+		// Full: what no hold needs, or what is over the budget, goes
+		// before the ring grows.
+		m.trim()
+		if m.n == len(m.ring) && !m.needed(m.at(0)) {
 			m.evictFirst()
-		} else {
-			grown := make([]broadcaster.Event, max(2*len(m.ring), 1024))
-			if m.n < m.opts.MaxEvents {
-				grown = grown[:min(len(grown), m.opts.MaxEvents)]
-			}
-			for i := 0; i < m.n; i++ {
-				grown[i] = *m.at(i)
-			}
-			m.ring, m.first = grown, 0
 		}
+	}
+	if m.n == len(m.ring) {
+		size := max(2*len(m.ring), 1024)
+		if m.n < m.opts.MaxEvents {
+			size = min(size, m.opts.MaxEvents)
+		}
+		m.resize(size)
 	}
 	m.ring[(m.first+m.n)%len(m.ring)] = *ev
 	m.n++
+}
+
+// resize moves the retained events to a ring of size slots.
+func (m *Memory) resize(size int) {
+	ring := make([]broadcaster.Event, size)
+	for i := 0; i < m.n; i++ {
+		ring[i] = *m.at(i)
+	}
+	m.ring, m.first = ring, 0
 }
 
 // trim drops the events past the retention (MaxEvents, MaxAge) that no
@@ -224,6 +234,15 @@ func (m *Memory) trim() {
 	for m.held > 0 && m.heldBytes > m.opts.MaxHeldBytes {
 		m.evictFirst()
 		m.overBudget++
+	}
+	// Holds behind the floor have lost their events: they need nothing
+	// more (their readers find their cursors expired).
+	for len(m.holds) > 0 && m.holds[0].pos.Before(m.floor) {
+		heap.Pop(&m.holds)
+	}
+	// A ring grown for held events shrinks back once they are gone.
+	if len(m.ring) > m.opts.MaxEvents && m.n <= len(m.ring)/4 {
+		m.resize(max(m.opts.MaxEvents, 2*m.n))
 	}
 }
 

@@ -113,14 +113,14 @@ type conn struct {
 	match []string
 	// Also protected by hub.mu: lagging says the hub does not queue c's
 	// events, because c's queue was full, a `since` rewound it, or an
-	// access re-check holds it (gate); the writer then reads them from the
-	// log after lagPos (catchUp), which the log keeps for it (hold), unless
-	// gate > 0: re-checks of its subscriptions are running, and nothing
-	// after the control record that started them may reach it before they
-	// end. servedUpTo: how far the subscriptions marked rewind had been
-	// served when the rewind began.
+	// access re-check holds it (gates); the writer then reads them from
+	// the log after lagPos (catchUp), which the log keeps for it (hold).
+	// gates are the positions, in order, of the control records (or
+	// subscribes) whose re-checks of c's subscriptions are running: nothing
+	// after gates[0] may reach c before they end. servedUpTo: how far the
+	// subscriptions marked rewind had been served when the rewind began.
 	lagging bool
-	gate    int
+	gates   []broadcaster.Cursor
 	hold    broadcaster.Hold
 	// wakePending: the hub queued events on c and will start its writer
 	// at the end of the batch.
@@ -641,25 +641,26 @@ func (c *conn) subscribe(req *request) {
 	if req.HasSince {
 		since = &req.Since
 	}
-	s.hub.subscribe(c, added, since, s.expired, func(pos broadcaster.Cursor, reset []string) {
+	// Membership changed while the checks ran (a control record took
+	// effect): they may have read the old answers, and its re-check may
+	// have missed these channels. Then they start gated, and are checked
+	// again before anything after the subscribe reaches them.
+	stale := func() bool { return s.aclGen.Load() != gen }
+	gatedAt, isGated := s.hub.subscribe(c, added, since, s.expired, stale, func(pos broadcaster.Cursor, reset []string) {
 		c.enqueue(outFrame{data: encode(channelsMsg{ID: req.ID, Type: "subscribed", Channels: names, Cursor: &pos})})
 		if len(reset) > 0 {
 			c.enqueue(outFrame{data: encode(resetMsg{Type: "reset", Channels: reset, Reason: "cursor_expired"})})
 		}
 	})
+	if isGated {
+		defer s.recheckConn(gated{c: c, at: gatedAt, chans: added})
+	}
 	for _, m := range refused {
 		c.enqueue(outFrame{data: encode(m)})
 	}
 	if overBudget {
 		c.fail(closeInfo{code: statusRateLimited, reason: "too many refused subscriptions", drain: true})
 		return
-	}
-	if s.aclGen.Load() != gen {
-		// Membership changed while the checks ran: they may have read the
-		// old answers, and the re-check may have missed these channels.
-		for _, ch := range added {
-			s.recheck(c.ctx, c, claims, ch)
-		}
 	}
 }
 
@@ -862,7 +863,8 @@ func (c *conn) catchUp() {
 	h := c.s.hub
 	for !c.failed.Load() {
 		h.mu.Lock()
-		lagging, from, gated := c.lagging, c.lagPos, c.gate > 0
+		lagging, from, bound := c.lagging, c.lagPos, h.pos
+		gated := len(c.gates) > 0 && !from.Before(c.gates[0])
 		h.mu.Unlock()
 		if !lagging || gated {
 			// Gated: the end of the re-checks wakes the catch-up again.
@@ -878,7 +880,7 @@ func (c *conn) catchUp() {
 			}
 			return
 		}
-		frames, done, moved := h.catchUpFrames(c, from, evs, c.s.logger)
+		frames, done, moved := h.catchUpFrames(c, from, bound, evs, c.s.logger)
 		if done {
 			return
 		}

@@ -63,7 +63,7 @@ func TestEnvelopeEncodedOnce(t *testing.T) {
 		for _, name := range channels {
 			chs = append(chs, &acl.Channel{Name: name})
 		}
-		h.subscribe(c, chs, nil, nil, func(broadcaster.Cursor, []string) {})
+		h.subscribe(c, chs, nil, nil, nil, func(broadcaster.Cursor, []string) {})
 		return c
 	}
 	a, b, c, d := mk("class:1"), mk("class:1"), mk("class:1", "exam:2"), mk("exam:2", "class:1")
@@ -296,7 +296,7 @@ func TestTablesChanged(t *testing.T) {
 func TestFullQueueCatchesUp(t *testing.T) {
 	h := newHub(newCounters(), nil, broadcaster.Cursor{})
 	c := hubTestConn(1)
-	h.subscribe(c, []*acl.Channel{{Name: "class:1"}}, nil, nil, func(broadcaster.Cursor, []string) {})
+	h.subscribe(c, []*acl.Channel{{Name: "class:1"}}, nil, nil, nil, func(broadcaster.Cursor, []string) {})
 	evs := []broadcaster.Event{
 		{ID: broadcaster.Cursor{LSN: 10, Pos: 1}, Channels: []string{"class:1"}},
 		{ID: broadcaster.Cursor{LSN: 20, Pos: 1}, Channels: []string{"class:1"}},
@@ -316,11 +316,11 @@ func TestFullQueueCatchesUp(t *testing.T) {
 	}
 	// The writer reads the log after lagPos: the second and third events,
 	// then goes live once it has reached the hub.
-	frames, done, moved := h.catchUpFrames(c, c.lagPos, evs[1:], slog.New(slog.DiscardHandler))
+	frames, done, moved := h.catchUpFrames(c, c.lagPos, h.position(), evs[1:], slog.New(slog.DiscardHandler))
 	if len(frames) != 2 || done || !moved {
 		t.Fatalf("catch-up page: %d frames, done %v, moved %v", len(frames), done, moved)
 	}
-	if _, done, _ := h.catchUpFrames(c, c.lagPos, nil, slog.New(slog.DiscardHandler)); !done || c.lagging {
+	if _, done, _ := h.catchUpFrames(c, c.lagPos, h.position(), nil, slog.New(slog.DiscardHandler)); !done || c.lagging {
 		t.Fatalf("an empty page at the hub's position must end the catch-up")
 	}
 	ev := broadcaster.Event{ID: broadcaster.Cursor{LSN: 40, Pos: 1}, Channels: []string{"class:1"}}
@@ -347,4 +347,82 @@ func (c *conn) take(t *testing.T) outFrame {
 		t.Fatal("no frame queued")
 	}
 	return f
+}
+
+// TestCatchUpHandoverRace: a catch-up that read an empty page just before
+// the hub published another event for it does not go live and skip it
+// (review of the hold/gate change: the event was never delivered).
+func TestCatchUpHandoverRace(t *testing.T) {
+	h := newHub(newCounters(), nil, broadcaster.Cursor{})
+	c := hubTestConn(1)
+	h.subscribe(c, []*acl.Channel{{Name: "class:1"}}, nil, nil, nil, func(broadcaster.Cursor, []string) {})
+	ev := func(lsn broadcaster.LSN) broadcaster.Event {
+		return broadcaster.Event{ID: broadcaster.Cursor{LSN: lsn, Pos: 1}, Channels: []string{"class:1"}}
+	}
+	e1, e2, e3, e4 := ev(10), ev(20), ev(30), ev(40)
+	h.publish(&e1, slog.New(slog.DiscardHandler))
+	h.publish(&e2, slog.New(slog.DiscardHandler)) // queue full: lagging after e1
+	c.take(t)
+	// The catch-up serves e2, reaching the hub.
+	if frames, _, _ := h.catchUpFrames(c, c.lagPos, h.position(), []broadcaster.Event{e2}, slog.New(slog.DiscardHandler)); len(frames) != 1 {
+		t.Fatalf("catch-up of e2: %d frames", len(frames))
+	}
+	// It reads the log after e2 (nothing yet) with the hub at e2; then the
+	// hub publishes e3, skipping c because it is still lagging.
+	bound := h.position()
+	h.publish(&e3, slog.New(slog.DiscardHandler))
+	frames, done, moved := h.catchUpFrames(c, c.lagPos, bound, nil, slog.New(slog.DiscardHandler))
+	if done || !moved || !c.lagging || len(frames) != 0 {
+		t.Fatalf("empty page read before e3: done %v moved %v lagging %v; want to read again", done, moved, c.lagging)
+	}
+	frames, _, _ = h.catchUpFrames(c, c.lagPos, h.position(), []broadcaster.Event{e3}, slog.New(slog.DiscardHandler))
+	if len(frames) != 1 {
+		t.Fatalf("e3 not served by the catch-up: %d frames", len(frames))
+	}
+	if _, done, _ := h.catchUpFrames(c, c.lagPos, h.position(), nil, slog.New(slog.DiscardHandler)); !done || c.lagging {
+		t.Fatal("caught up with the hub: want live")
+	}
+	h.publish(&e4, slog.New(slog.DiscardHandler))
+	if c.queued() != 1 {
+		t.Fatal("live: e4 must be queued")
+	}
+}
+
+// TestGatedCatchUpStopsAtTheGate: a connection gated at a control record
+// while its catch-up runs gets nothing after the record, and does not go
+// live, until the gate is lifted; a record the hub has passed gates nobody.
+func TestGatedCatchUpStopsAtTheGate(t *testing.T) {
+	h := newHub(newCounters(), nil, broadcaster.Cursor{})
+	c := hubTestConn(1)
+	ch := &acl.Channel{Name: "class:1"}
+	h.subscribe(c, []*acl.Channel{ch}, nil, nil, nil, func(broadcaster.Cursor, []string) {})
+	ev := func(lsn broadcaster.LSN) broadcaster.Event {
+		return broadcaster.Event{ID: broadcaster.Cursor{LSN: lsn, Pos: 1}, Channels: []string{"class:1"}}
+	}
+	e1, e2, e3 := ev(10), ev(20), ev(40)
+	record := broadcaster.Event{ID: broadcaster.Cursor{LSN: 30, Pos: 1}, Recheck: []string{"class_teachers"}}
+	h.publish(&e1, slog.New(slog.DiscardHandler))
+	h.publish(&e2, slog.New(slog.DiscardHandler)) // lagging after e1
+	// The catch-up reads [e2, record, e3] ... meanwhile the hub gates c
+	// at the record and publishes e3.
+	page := []broadcaster.Event{e2, record, e3}
+	work := h.gate(record.ID, func(*acl.Channel) bool { return true })
+	if len(work) != 1 || work[0].c != c {
+		t.Fatalf("gate: %+v", work)
+	}
+	h.publish(&e3, slog.New(slog.DiscardHandler))
+	frames, _, _ := h.catchUpFrames(c, c.lagPos, h.position(), page, slog.New(slog.DiscardHandler))
+	if len(frames) != 1 {
+		t.Fatalf("gated catch-up wrote %d frames, want e2 only", len(frames))
+	}
+	if _, done, _ := h.catchUpFrames(c, c.lagPos, h.position(), page[2:], slog.New(slog.DiscardHandler)); !done || !c.lagging {
+		t.Fatalf("at the gate: done %v lagging %v; want stopped and still lagging", done, c.lagging)
+	}
+	h.ungate(c, record.ID)
+	if frames, _, _ := h.catchUpFrames(c, c.lagPos, h.position(), page[2:], slog.New(slog.DiscardHandler)); len(frames) != 1 {
+		t.Fatalf("after the gate: %d frames, want e3", len(frames))
+	}
+	if w := h.gate(record.ID, func(*acl.Channel) bool { return true }); len(w) != 0 {
+		t.Fatalf("a record the hub has passed gated %d connections", len(w))
+	}
 }

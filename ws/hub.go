@@ -321,24 +321,27 @@ func (c *conn) release() {
 	}
 }
 
-// gated is a connection held at a control record, and its subscriptions
-// to re-check.
+// gated is a connection held at a control record (or a subscribe that
+// raced one), at, and its subscriptions to re-check.
 type gated struct {
 	c     *conn
+	at    broadcaster.Cursor
 	chans []*acl.Channel
 }
 
 // gate moves the position to the control record at, and holds every
 // connection with a subscription that affected says depends on the
-// record's tables: from then on the hub does not queue their events, and
-// their catch-up waits, until ungate. It returns them with those
-// subscriptions.
+// record's tables: from then on nothing after at reaches them (the hub
+// does not queue for them; their catch-up stops at at) until ungate. It
+// returns them with those subscriptions. A record the hub has already
+// passed (the clients were told to reset) holds nobody.
 func (h *hub) gate(at broadcaster.Cursor, affected func(*acl.Channel) bool) []gated {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.pos.Before(at) {
-		h.pos = at
+	if !h.pos.Before(at) {
+		return nil
 	}
+	h.pos = at
 	var out []gated
 	idx := map[*conn]int{}
 	for _, cs := range h.index {
@@ -350,12 +353,8 @@ func (h *hub) gate(at broadcaster.Cursor, affected func(*acl.Channel) bool) []ga
 			if !ok {
 				i = len(out)
 				idx[c] = i
-				out = append(out, gated{c: c})
-				c.gate++
-				if !c.lagging {
-					c.lagging, c.lagPos = true, at
-					h.holdFrom(c, at)
-				}
+				out = append(out, gated{c: c, at: at})
+				h.gateLocked(c, at)
 			}
 			out[i].chans = append(out[i].chans, cs.ch)
 		}
@@ -363,13 +362,24 @@ func (h *hub) gate(at broadcaster.Cursor, affected func(*acl.Channel) bool) []ga
 	return out
 }
 
-// ungate ends one hold of gate on c: once none is left, c goes on from the
-// log.
-func (h *hub) ungate(c *conn) {
+// gateLocked holds c at at; h.mu must be held. Positions come in order.
+func (h *hub) gateLocked(c *conn, at broadcaster.Cursor) {
+	c.gates = append(c.gates, at)
+	if !c.lagging {
+		c.lagging, c.lagPos = true, at
+		h.holdFrom(c, at)
+	}
+}
+
+// ungate ends c's hold at at: once none is left before what c still has
+// to read, c goes on from the log.
+func (h *hub) ungate(c *conn, at broadcaster.Cursor) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c.gate--
-	if c.gate == 0 && c.lagging {
+	if i := slices.Index(c.gates, at); i >= 0 {
+		c.gates = slices.Delete(c.gates, i, i+1)
+	}
+	if c.lagging {
 		c.wakeCatchUp()
 	}
 }
@@ -423,8 +433,11 @@ func (h *hub) lost(floor broadcaster.Cursor) {
 // on them reaches c, then the live ones, with no gap and no duplicate. When
 // since is older than the retained log, c is sent reset for them instead and
 // they start live. expired tells which is the case; it is called under the
-// lock, so it must not call back into the hub.
-func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor, expired func(broadcaster.Cursor) bool, then func(pos broadcaster.Cursor, reset []string)) {
+// lock, so it must not call back into the hub, as is stale: when it says
+// the access checks of chans may predate a control record, c is gated at
+// the position (subscribe reports it) until the caller has checked them
+// again and called ungate.
+func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor, expired func(broadcaster.Cursor) bool, stale func() bool, then func(pos broadcaster.Cursor, reset []string)) (gatedAt broadcaster.Cursor, gated bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	from := h.pos
@@ -495,24 +508,50 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 		h.stats.resets.Add(1)
 	}
 	then(h.pos, reset)
+	if stale != nil && len(chans) > 0 && stale() {
+		h.gateLocked(c, h.pos)
+		return h.pos, true
+	}
+	return broadcaster.Cursor{}, false
 }
 
 // catchUpFrames turns a page of the log, read after from, into the frames
-// due on c, and moves c's catch-up position past it. Only what the hub has
-// fanned out is served (the hub applies control records first): given a
-// page with nothing at or before the hub's position, it puts c back to
-// live delivery instead and reports done. moved is false when c was
-// rewound (or went live) since from was read: read again. h.mu is taken.
-func (h *hub) catchUpFrames(c *conn, from broadcaster.Cursor, evs []broadcaster.Event, logger *slog.Logger) (frames []outFrame, done, moved bool) {
+// due on c, and moves c's catch-up position past it. bound is the hub's
+// position when the page was read: every event up to it was in the log
+// then. Only events up to bound, and up to c's first gate, are served (the
+// hub applies control records first). When none of the page is, nothing
+// lies between from and that limit: c's position moves there and, unless
+// c is gated or the hub has moved on since, c goes back to live delivery
+// (done). moved is false when c was rewound (or went live) since from was
+// read: read again. h.mu is taken.
+func (h *hub) catchUpFrames(c *conn, from, bound broadcaster.Cursor, evs []broadcaster.Event, logger *slog.Logger) (frames []outFrame, done, moved bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !c.lagging || c.lagPos != from {
 		return nil, !c.lagging, false
 	}
-	for len(evs) > 0 && h.pos.Before(evs[len(evs)-1].ID) {
+	limit := bound
+	if len(c.gates) > 0 && c.gates[0].Before(limit) {
+		limit = c.gates[0]
+	}
+	for len(evs) > 0 && limit.Before(evs[len(evs)-1].ID) {
 		evs = evs[:len(evs)-1]
 	}
 	if len(evs) == 0 {
+		if from.Before(limit) {
+			c.lagPos = limit
+			if c.hold != nil {
+				c.hold.Move(limit)
+			}
+		}
+		switch {
+		case len(c.gates) > 0:
+			// Held at a gate: ungate wakes the catch-up again.
+			return nil, true, true
+		case c.lagPos.Before(h.pos):
+			// The hub moved on since the page was read.
+			return nil, false, true
+		}
 		// Live again: the hub queues what comes after its position.
 		c.lagging = false
 		c.servedUpTo = broadcaster.Cursor{}

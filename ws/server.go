@@ -452,8 +452,10 @@ func (s *Server) control(ev *broadcaster.Event) {
 		return
 	}
 	if !s.enter() {
+		// Shutting down: rather than serve them unchecked, close them.
 		for _, g := range work {
-			s.hub.ungate(g.c)
+			g.c.fail(closeInfo{code: websocket.StatusGoingAway, reason: "going away", drain: true})
+			s.hub.ungate(g.c, g.at)
 		}
 		return
 	}
@@ -488,17 +490,55 @@ func (s *Server) recheckGated(work []gated) {
 	wg.Wait()
 }
 
+// recheckConn checks a held connection's subscriptions again, revokes
+// what was lost, and lets it go on; a connection whose checks cannot be
+// made is closed instead.
 func (s *Server) recheckConn(g gated) {
-	defer s.hub.ungate(g.c)
-	if g.c.failed.Load() {
-		return
-	}
+	defer s.hub.ungate(g.c, g.at)
 	claims := g.c.getClaims()
 	for _, ch := range g.chans {
-		if s.ctx.Err() != nil {
+		if g.c.failed.Load() || !s.recheckHeld(g.c, claims, ch) {
 			return
 		}
-		s.recheck(s.ctx, g.c, claims, ch)
+	}
+}
+
+// recheckBackoff is how long a held re-check waits between attempts while
+// the access check fails (the database is unreachable): the connection
+// stays held meanwhile, and is closed once every attempt has failed.
+var recheckBackoff = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
+
+// recheckHeld checks the held connection c's access to ch again and
+// revokes it if lost. Nothing after the change reaches c meanwhile, so a
+// check that fails is tried again, and when it keeps failing (or the
+// server shuts down) c is closed rather than served what it may no longer
+// read: it reports false then.
+func (s *Server) recheckHeld(c *conn, claims *acl.Claims, ch *acl.Channel) bool {
+	for attempt := 0; ; attempt++ {
+		ok, err := s.access.Allowed(s.ctx, claims, ch)
+		if err == nil {
+			if !ok {
+				s.revoke(c, ch.Name, "forbidden")
+			}
+			return true
+		}
+		if s.ctx.Err() != nil {
+			c.fail(closeInfo{code: websocket.StatusGoingAway, reason: "going away", drain: true})
+			return false
+		}
+		if attempt == len(recheckBackoff) {
+			s.logger.Error("ws: access re-check after a membership change failed; the connection is closed rather than served unchecked",
+				"connectionId", c.id, "channel", ch.Name, "attempts", attempt+1, "err", err)
+			c.fail(closeInfo{code: websocket.StatusInternalError, reason: "access could not be checked", drain: true})
+			return false
+		}
+		s.logger.Warn("ws: access re-check failed; trying again", "connectionId", c.id, "channel", ch.Name, "err", err)
+		t := time.NewTimer(recheckBackoff[attempt])
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+		}
 	}
 }
 

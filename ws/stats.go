@@ -39,7 +39,7 @@ type Stats struct {
 	ClosesByCode map[int]uint64
 	// SyncRequests counts /api/realtime/sync answers by outcome: events,
 	// empty, expired, unauthenticated, forbidden, bad_request,
-	// rate_limited.
+	// rate_limited, error (the log could not be read).
 	SyncRequests map[string]uint64
 	// AuthFailures counts refused tokens and first frames.
 	AuthFailures uint64

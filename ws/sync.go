@@ -218,7 +218,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	ans, revoked, err := s.collect(from, &scope, req.limit)
 	if err != nil {
-		s.syncExpired(w)
+		s.syncReadFailed(w, err)
 		return
 	}
 	if len(ans.Events) == 0 && !ans.More && revoked == "" && req.wait > 0 {
@@ -238,7 +238,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if ans, revoked, err = s.collect(ans.Cursor, &scope, req.limit); err != nil {
-				s.syncExpired(w)
+				s.syncReadFailed(w, err)
 				return
 			}
 		}
@@ -291,6 +291,7 @@ func (s *Server) collect(from broadcaster.Cursor, scope *syncScope, limit int) (
 					return ans, name, nil
 				}
 				ans.Cursor = ev.ID
+				scanned++
 				continue
 			}
 			var match []string
@@ -343,6 +344,18 @@ func (s *Server) lostAccess(ev *broadcaster.Event, scope *syncScope) string {
 		}
 	}
 	return ""
+}
+
+// syncReadFailed answers a failed read of the log: 410 for a cursor the log
+// no longer (or never) had, 500 otherwise.
+func (s *Server) syncReadFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, broadcaster.ErrCursorExpired) {
+		s.syncExpired(w)
+		return
+	}
+	s.logger.Error("ws: /sync cannot read the log", "err", err)
+	s.syncOutcome("error")
+	writeJSON(w, http.StatusInternalServerError, syncError{Error: "internal", Message: "the event log could not be read; try again"})
 }
 
 func (s *Server) syncExpired(w http.ResponseWriter) {
