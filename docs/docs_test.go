@@ -3,7 +3,9 @@
 // (grafana-dashboard.json) and the Prometheus alerting rules (alerts.yaml)
 // name only metrics and labels the service registers, parse, and (with
 // promtool) fire when they should; every runbook link leads to a heading
-// of operations.md; metrics.md documents every metric.
+// of operations.md; metrics.md documents every metric; the Kubernetes
+// manifests of deploy/kubernetes parse and agree with each other and with
+// the configuration keys (kubernetes_test.go).
 //
 // The package has tests only. `promtool` is needed for the rule checks:
 // scripts/test-deps.sh installs it; without it these tests fail under CI
