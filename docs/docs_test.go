@@ -428,10 +428,10 @@ func headingSlug(h string) string {
 	return b.String()
 }
 
-// TestRunbookLinks: every runbook_url of alerts.yaml leads to a heading of
-// operations.md.
-func TestRunbookLinks(t *testing.T) {
-	raw, err := os.ReadFile(operationsFile)
+// headingAnchors returns the anchors of a Markdown file's headings.
+func headingAnchors(t *testing.T, file string) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +445,13 @@ func TestRunbookLinks(t *testing.T) {
 			anchors[headingSlug(strings.TrimLeft(line, "#"))] = true
 		}
 	}
+	return anchors
+}
+
+// TestRunbookLinks: every runbook_url of alerts.yaml leads to a heading of
+// operations.md.
+func TestRunbookLinks(t *testing.T) {
+	anchors := headingAnchors(t, operationsFile)
 	for _, g := range loadAlerts(t).Groups {
 		for _, r := range g.Rules {
 			file, anchor, ok := strings.Cut(r.Annotations["runbook_url"], "#")

@@ -577,3 +577,34 @@ func TestKubernetesKustomize(t *testing.T) {
 		t.Errorf("%d kustomizations: want deploy/kubernetes and its setup/", dirs)
 	}
 }
+
+// anchorLinkRE finds Markdown links to a heading: [text](file#anchor).
+var anchorLinkRE = regexp.MustCompile(`\]\(([^)#\s]*)#([^)\s]+)\)`)
+
+// TestOperationsLinks: the links to headings of operations.md, from itself
+// and from deploy/kubernetes/README.md, lead to a heading.
+func TestOperationsLinks(t *testing.T) {
+	anchors := headingAnchors(t, operationsFile)
+	for file, target := range map[string]string{
+		operationsFile: "",
+		filepath.Join(kubernetesDir, "README.md"): "../../docs/" + operationsFile,
+	} {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range anchorLinkRE.FindAllStringSubmatch(string(raw), -1) {
+			if m[1] != target {
+				continue
+			}
+			n++
+			if !anchors[m[2]] {
+				t.Errorf("%s: link to %s#%s: no such heading", file, operationsFile, m[2])
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no links to headings of %s found", file, operationsFile)
+		}
+	}
+}
