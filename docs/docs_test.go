@@ -3,7 +3,9 @@
 // (grafana-dashboard.json) and the Prometheus alerting rules (alerts.yaml)
 // name only metrics and labels the service registers, parse, and (with
 // promtool) fire when they should; every runbook link leads to a heading
-// of operations.md; metrics.md documents every metric.
+// of operations.md; metrics.md documents every metric; the Kubernetes
+// manifests of deploy/kubernetes parse and agree with each other and with
+// the configuration keys (kubernetes_test.go).
 //
 // The package has tests only. `promtool` is needed for the rule checks:
 // scripts/test-deps.sh installs it; without it these tests fail under CI
@@ -426,10 +428,10 @@ func headingSlug(h string) string {
 	return b.String()
 }
 
-// TestRunbookLinks: every runbook_url of alerts.yaml leads to a heading of
-// operations.md.
-func TestRunbookLinks(t *testing.T) {
-	raw, err := os.ReadFile(operationsFile)
+// headingAnchors returns the anchors of a Markdown file's headings.
+func headingAnchors(t *testing.T, file string) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,6 +445,13 @@ func TestRunbookLinks(t *testing.T) {
 			anchors[headingSlug(strings.TrimLeft(line, "#"))] = true
 		}
 	}
+	return anchors
+}
+
+// TestRunbookLinks: every runbook_url of alerts.yaml leads to a heading of
+// operations.md.
+func TestRunbookLinks(t *testing.T) {
+	anchors := headingAnchors(t, operationsFile)
 	for _, g := range loadAlerts(t).Groups {
 		for _, r := range g.Rules {
 			file, anchor, ok := strings.Cut(r.Annotations["runbook_url"], "#")
