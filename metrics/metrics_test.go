@@ -50,8 +50,10 @@ func fakeSources(t *testing.T, c *clock) Sources {
 				Revocations:        2,
 			}
 		},
-		ACL:    func() ACLStats { return ACLStats{Granted: 10, Denied: 4, CacheHits: 3, SQLQueries: 2} },
-		Log:    func() LogStats { return LogStats{Events: 12, Oldest: t0.Add(-90 * time.Second), Held: 3, HeldBytes: 900, HeldDropped: 2} },
+		ACL: func() ACLStats { return ACLStats{Granted: 10, Denied: 4, CacheHits: 3, SQLQueries: 2} },
+		Log: func() LogStats {
+			return LogStats{Events: 12, Oldest: t0.Add(-90 * time.Second), Held: 3, HeldBytes: 900, HeldDropped: 2}
+		},
 		Events: func() map[string]uint64 { return map[string]uint64{"exam.submitted": 9, "user.created": 3} },
 		Slot:   mon,
 	}
