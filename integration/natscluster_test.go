@@ -46,9 +46,11 @@ type NATSCluster struct {
 	// Name is the cluster name ("cdc-test"); empty for a cluster of one.
 	Name string
 
-	bin     string        // the nats-server binary
-	dir     string        // holds every server's config, store and log
-	servers []*natsServer // index i is server "n<i>"
+	bin      string        // the nats-server binary
+	dir      string        // holds every server's config, store and log
+	servers  []*natsServer // index i is server "n<i>"
+	watchdog *exec.Cmd     // removes dir if this process dies
+	wdPipe   *os.File      // write end of the watchdog's stdin
 
 	mu     sync.Mutex // guards closed
 	closed bool       // set by close; Start refuses once set
@@ -146,6 +148,10 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 	if n > 1 {
 		c.Name = natsClusterName
 	}
+	if err := c.startWatchdog(); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("StartNATSCluster: %v", err)
+	}
 	natsLiveMu.Lock()
 	natsLive[c] = true
 	natsLiveMu.Unlock()
@@ -190,6 +196,31 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 	}
 	c.WaitReady(t)
 	return c
+}
+
+// natsWatchdogScript waits for EOF or "done" on stdin. EOF without "done"
+// means the test process died, and with it (Pdeathsig) every server: give
+// them a moment to go, then remove the cluster's files.
+const natsWatchdogScript = `read -r line || true
+if [ "$line" != done ]; then sleep 1; fi
+rm -rf "$1"`
+
+func (c *NATSCluster) startWatchdog() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("watchdog pipe: %w", err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", natsWatchdogScript, "nats-watchdog", c.dir)
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+	r.Close()
+	c.watchdog, c.wdPipe = cmd, w
+	return nil
 }
 
 // config is server s's nats-server configuration file.
@@ -553,6 +584,9 @@ func (c *NATSCluster) close() error {
 	if err := os.RemoveAll(c.dir); err != nil {
 		errs = append(errs, fmt.Sprintf("remove %s: %v", c.dir, err))
 	}
+	_, _ = c.wdPipe.WriteString("done\n")
+	_ = c.wdPipe.Close()
+	waitTimeout(c.watchdog, 15*time.Second)
 	if len(errs) > 0 {
 		return fmt.Errorf("close NATS cluster: %s", strings.Join(errs, "; "))
 	}
