@@ -236,6 +236,7 @@ func setUp() (*harnessEnv, error) {
 // tearDown stops the cluster and removes its files; safe to call twice.
 func (e *harnessEnv) tearDown() {
 	e.once.Do(func() {
+		closeNATSClusters()
 		if e.pool != nil {
 			closePool(e.pool)
 		}

@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TOOLS_BIN="$ROOT/.tmp/bin"
 STATICCHECK_VERSION=v0.8.2
+# NATS_SERVER_VERSION is the nats-server the cluster tests run (integration/
+# natscluster_test.go); it is a tool, not a dependency in go.mod.
+NATS_SERVER_VERSION=v2.15.3
 
 log() { echo "test-deps: $*" >&2; }
 
@@ -76,6 +79,19 @@ ensure_staticcheck() {
 	GOBIN="$TOOLS_BIN" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 }
 
+# ensure_nats_server installs nats-server into ./.tmp/bin, built from its Go
+# module at NATS_SERVER_VERSION; the integration tests start JetStream
+# clusters from it.
+ensure_nats_server() {
+	local bin="$TOOLS_BIN/nats-server"
+	if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "nats-server: $NATS_SERVER_VERSION" ]; then
+		return 0
+	fi
+	mkdir -p "$TOOLS_BIN"
+	log "go install github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+	GOBIN="$TOOLS_BIN" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+}
+
 # ensure_node makes sure Node.js and npm exist (the browser adapter's tests),
 # then installs client/'s locked dependencies.
 ensure_node() {
@@ -132,6 +148,7 @@ ensure_e2e_node_modules() {
 
 ensure_postgres
 ensure_staticcheck
+ensure_nats_server
 ensure_node
 ensure_promtool
 ensure_chromium
