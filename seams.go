@@ -78,6 +78,11 @@ type cursorAhead struct{}
 func (cursorAhead) Error() string        { return "cursor is ahead of the log" }
 func (cursorAhead) Is(target error) bool { return target == ErrCursorExpired }
 
+// ErrFenced is returned by a Log's Append when another writer has appended
+// to the log since this one last did: this writer was deposed and must not
+// append again (it steps down).
+var ErrFenced = errors.New("the log was appended to by another writer")
+
 // Hold keeps the events after a position readable for one reader, beyond
 // the log's retention, while the reader makes progress (LogReader.Hold).
 type Hold interface {

@@ -109,6 +109,9 @@ func NewMemory(opts Options) *Memory {
 	return &Memory{opts: opts, grew: make(chan struct{}), pinMoved: make(chan struct{}), floor: opts.Floor, floorTime: opts.FloorTime, head: opts.Floor}
 }
 
+// Options returns the log's options, defaults applied.
+func (m *Memory) Options() Options { return m.opts }
+
 // Append implements broadcaster.Sink. Events at or before the head are
 // replays and are skipped. When the log is full and its oldest event is
 // past the pin, Append waits for the pinning reader to move on (or for ctx

@@ -1,0 +1,163 @@
+package natslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultStream        = "CDC_EVENTS"
+	DefaultSubjectPrefix = "cdc"
+	DefaultReplicas      = 1
+	DefaultMaxMsgs       = 10_000_000
+	DefaultMaxAge        = 168 * time.Hour
+	// DefaultDuplicates is the stream's duplicate window: a message whose
+	// id it stored within it is dropped (the second guard, after the
+	// writer's own check of the stream's last event).
+	DefaultDuplicates = 2 * time.Minute
+)
+
+// Options say where the stream is and what it looks like.
+type Options struct {
+	// URLs of the NATS servers.
+	URLs []string
+	// Stream is the JetStream stream's name. Default CDC_EVENTS.
+	Stream string
+	// SubjectPrefix: events go to <prefix>.<domain>.<action>. Default cdc.
+	SubjectPrefix string
+	// Replicas of the stream. Default 1.
+	Replicas int
+	// MaxMsgs and MaxAge bound the stream. Defaults 10,000,000 and 168h.
+	MaxMsgs int64
+	MaxAge  time.Duration
+	// Create makes EnsureStream create a missing stream.
+	Create bool
+	// Credentials: a .creds file, or user and password, or a token.
+	CredentialsFile string
+	User, Password  string
+	Token           string
+	// TLS files; a CA alone verifies the servers, a cert and key also
+	// authenticate this client.
+	CAFile, CertFile, KeyFile string
+	// Name is the connection's name, as NATS's monitoring shows it.
+	Name string
+	// Logger receives connection events. Default: discarded.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with its zero fields set.
+func (o Options) withDefaults() Options {
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = DefaultReplicas
+	}
+	if o.MaxMsgs <= 0 {
+		o.MaxMsgs = DefaultMaxMsgs
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Connect connects to NATS with the options' credentials and TLS files,
+// reconnecting for ever, and returns the connection and its JetStream
+// context.
+func Connect(ctx context.Context, o Options) (*nats.Conn, jetstream.JetStream, error) {
+	o = o.withDefaults()
+	if len(o.URLs) == 0 {
+		return nil, nil, errors.New("natslog: no NATS server URL (log.nats.urls)")
+	}
+	log := o.Logger
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("natslog: disconnected from NATS", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("natslog: reconnected to NATS", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	switch {
+	case o.CredentialsFile != "":
+		opts = append(opts, nats.UserCredentials(o.CredentialsFile))
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	case o.Token != "":
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	nc, err := nats.Connect(strings.Join(o.URLs, ","), opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("natslog: connect to %s: %w", strings.Join(o.URLs, ","), err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxInFlight), jetstream.WithPublishAsyncTimeout(publishTimeout))
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("natslog: jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// StreamConfig is the stream the options describe.
+func StreamConfig(o Options) jetstream.StreamConfig {
+	o = o.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        o.Stream,
+		Description: "cdc-broadcaster events, in commit order",
+		Subjects:    []string{o.SubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxMsgs:     o.MaxMsgs,
+		MaxAge:      o.MaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  DefaultDuplicates,
+	}
+}
+
+// EnsureStream returns the stream, creating it when it is missing and
+// o.Create allows. An existing stream is left as it is.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
+	o = o.withDefaults()
+	s, err := js.Stream(ctx, o.Stream)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("natslog: look up stream %s: %w", o.Stream, err)
+	}
+	if !o.Create {
+		return nil, fmt.Errorf("natslog: stream %s does not exist (source.create is false): run `cdc-broadcaster setup`", o.Stream)
+	}
+	s, err = js.CreateStream(ctx, StreamConfig(o))
+	if err != nil {
+		return nil, fmt.Errorf("natslog: create stream %s: %w", o.Stream, err)
+	}
+	o.Logger.Info("natslog: created stream", "stream", o.Stream, "subjects", o.SubjectPrefix+".>", "replicas", o.Replicas)
+	return s, nil
+}

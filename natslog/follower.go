@@ -1,0 +1,385 @@
+package natslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/eventlog"
+)
+
+// followBatch bounds the events a Follower appends to its cache at once.
+const followBatch = 512
+
+// Follower is a gateway's view of the stream: it reads the stream in order
+// into an in-memory cache (an eventlog.Memory, which the gateway fans out
+// from and resumes recent cursors from), and serves reads older than the
+// cache from the stream itself. It implements broadcaster.LogReader. Make
+// it with NewFollower, then Run it.
+type Follower struct {
+	*eventlog.Memory // the cache
+	stream           jetstream.Stream
+	log              *slog.Logger
+
+	mu sync.Mutex // protects below
+	// seq is the stream sequence of the newest message read into the
+	// cache; last the stream's last sequence when last seen.
+	seq, last uint64
+	err       error
+	following bool
+}
+
+var _ broadcaster.LogReader = (*Follower)(nil)
+
+// NewFollower returns a Follower whose cache will hold the stream's newest
+// cacheEvents events (and everything after).
+func NewFollower(stream jetstream.Stream, cacheEvents int, o Options) *Follower {
+	o = o.withDefaults()
+	return &Follower{
+		Memory: eventlog.NewMemory(eventlog.Options{MaxEvents: cacheEvents, MaxAge: 100 * 365 * 24 * time.Hour}),
+		stream: stream,
+		log:    o.Logger,
+	}
+}
+
+// FollowerStatus is where a Follower is in the stream.
+type FollowerStatus struct {
+	// Following is true while it reads the stream.
+	Following bool
+	// Seq is the stream sequence of the newest event it has; Last the
+	// stream's last sequence when last seen; Lag the difference.
+	Seq, Last, Lag uint64
+	// Err is the last error reading the stream, while not following.
+	Err string
+}
+
+// Status returns where the follower is.
+func (f *Follower) Status() FollowerStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := FollowerStatus{Following: f.following, Seq: f.seq, Last: f.last}
+	if f.last > f.seq {
+		st.Lag = f.last - f.seq
+	}
+	if f.err != nil && !f.following {
+		st.Err = f.err.Error()
+	}
+	return st
+}
+
+// Run reads the stream into the cache until ctx ends, starting with its
+// newest cache-full of events; it reconnects by itself and returns only
+// ctx's error.
+func (f *Follower) Run(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := f.follow(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		f.mu.Lock()
+		f.following, f.err = false, err
+		f.mu.Unlock()
+		f.log.Warn("natslog: reading the stream failed; trying again", "err", err)
+		select {
+		case <-time.After(min(time.Duration(attempt+1)*250*time.Millisecond, 5*time.Second)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// follow reads from where the cache ends (or, the first time, a cache-full
+// before the stream's end) until it fails.
+func (f *Follower) follow(ctx context.Context) error {
+	info, err := f.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	f.mu.Lock()
+	start := f.seq + 1
+	f.last = info.State.LastSeq
+	f.mu.Unlock()
+	if start == 1 {
+		first := info.State.FirstSeq
+		if first == 0 {
+			first = 1
+		}
+		start = first
+		if n := uint64(f.opts().MaxEvents); info.State.LastSeq >= first+n {
+			start = info.State.LastSeq - n + 1
+		}
+		if start > 1 {
+			// Cursors up to the message before the cache are served from
+			// the stream.
+			msg, err := f.stream.GetMsg(ctx, start-1)
+			if err == nil {
+				if c, err := cursorOf(msg.Header); err == nil {
+					f.Memory.Raise(c, msg.Time)
+				}
+			}
+		}
+	}
+	cons, err := f.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer from %d: %w", start, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(followBatch))
+	if err != nil {
+		return fmt.Errorf("consume from %d: %w", start, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	f.mu.Lock()
+	f.following, f.err = true, nil
+	f.mu.Unlock()
+	batch := make([]broadcaster.Event, 0, followBatch)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("read the stream: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		ev, err := Decode(msg.Data())
+		if err != nil {
+			// Not ours, or damaged: skipped, never delivered partly.
+			f.log.Error("natslog: a stream message is not an event; skipped", "seq", meta.Sequence.Stream, "err", err)
+		} else {
+			batch = append(batch, ev)
+		}
+		f.mu.Lock()
+		f.seq = meta.Sequence.Stream
+		f.last = max(f.last, meta.Sequence.Stream+meta.NumPending)
+		f.mu.Unlock()
+		if meta.NumPending == 0 || len(batch) == followBatch {
+			if err := f.Memory.Append(ctx, broadcaster.Batch{Events: batch}); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+// opts returns the cache's options.
+func (f *Follower) opts() eventlog.Options { return f.Memory.Options() }
+
+// Since implements broadcaster.LogReader: from the cache, or from the
+// stream for a cursor older than the cache.
+func (f *Follower) Since(c broadcaster.Cursor, limit int) ([]broadcaster.Event, bool, error) {
+	evs, more, err := f.Memory.Since(c, limit)
+	if !errors.Is(err, broadcaster.ErrCursorExpired) || errors.Is(err, broadcaster.ErrCursorAhead) {
+		return evs, more, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return f.streamSince(ctx, c, limit)
+}
+
+// SinceTime implements broadcaster.LogReader, from the stream when t is
+// older than the cache.
+func (f *Follower) SinceTime(t time.Time) (broadcaster.Cursor, error) {
+	c, err := f.Memory.SinceTime(t)
+	if !errors.Is(err, broadcaster.ErrCursorExpired) {
+		return c, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return f.streamSinceTime(ctx, t)
+}
+
+// Hold implements broadcaster.LogReader: a cursor older than the cache
+// needs no hold (the stream keeps its events).
+func (f *Follower) Hold(c broadcaster.Cursor) (broadcaster.Hold, error) {
+	h, err := f.Memory.Hold(c)
+	if errors.Is(err, broadcaster.ErrCursorExpired) {
+		return noHold{}, nil
+	}
+	return h, err
+}
+
+type noHold struct{}
+
+func (noHold) Move(broadcaster.Cursor) {}
+func (noHold) Release()                {}
+
+// bounds returns the stream's first and last sequences.
+func (f *Follower) bounds(ctx context.Context) (first, last uint64, err error) {
+	info, err := f.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("natslog: stream info: %w", err)
+	}
+	return info.State.FirstSeq, info.State.LastSeq, nil
+}
+
+// search returns the first sequence in [lo, hi] whose message is not
+// before, by less(msg), and hi+1 when there is none: a binary search, one
+// read of a message per step.
+func (f *Follower) search(ctx context.Context, lo, hi uint64, before func(c broadcaster.Cursor, at time.Time) bool) (uint64, error) {
+	end := hi + 1
+	hi = end
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		msg, err := f.stream.GetMsg(ctx, mid)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Deleted meanwhile (limits): treat as before everything.
+			lo = mid + 1
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("natslog: read message %d: %w", mid, err)
+		}
+		c, err := cursorOf(msg.Header)
+		if err != nil {
+			return 0, err
+		}
+		if before(c, msg.Time) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
+}
+
+// firstCursor returns the cursor of the stream's first message.
+func (f *Follower) firstCursor(ctx context.Context, first uint64) (broadcaster.Cursor, error) {
+	msg, err := f.stream.GetMsg(ctx, first)
+	if err != nil {
+		return broadcaster.Cursor{}, fmt.Errorf("natslog: read the stream's first message: %w", err)
+	}
+	return cursorOf(msg.Header)
+}
+
+// streamSince reads up to limit events after c from the stream. A cursor
+// before the stream's first event is expired: the stream may not hold
+// everything after it (it was trimmed, or re-created).
+func (f *Follower) streamSince(ctx context.Context, c broadcaster.Cursor, limit int) ([]broadcaster.Event, bool, error) {
+	first, last, err := f.bounds(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if last == 0 || first > last {
+		return nil, false, broadcaster.ErrCursorExpired
+	}
+	fc, err := f.firstCursor(ctx, first)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.Before(fc) {
+		return nil, false, broadcaster.ErrCursorExpired
+	}
+	seq, err := f.search(ctx, first, last, func(m broadcaster.Cursor, _ time.Time) bool { return !c.Before(m) })
+	if err != nil {
+		return nil, false, err
+	}
+	return f.read(ctx, seq, last, limit)
+}
+
+// streamSinceTime returns the cursor to resume from to get the events
+// committed at or after t, from the stream.
+func (f *Follower) streamSinceTime(ctx context.Context, t time.Time) (broadcaster.Cursor, error) {
+	first, last, err := f.bounds(ctx)
+	if err != nil {
+		return broadcaster.Cursor{}, err
+	}
+	if last == 0 || first > last || first == 0 {
+		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+	}
+	// The events' commit times decide, not the stream's (when a message
+	// was stored): a binary search over them.
+	evs, _, err := f.read(ctx, first, first, 1)
+	if err != nil || len(evs) == 0 {
+		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+	}
+	if !evs[0].Timestamp.Before(t) {
+		// Events committed at t may have been before the stream's first.
+		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+	}
+	lo, hi := first, last+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		evs, _, err := f.read(ctx, mid, mid, 1)
+		if err != nil {
+			return broadcaster.Cursor{}, err
+		}
+		if len(evs) == 0 || evs[0].Timestamp.Before(t) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	prev, _, err := f.read(ctx, lo-1, lo-1, 1)
+	if err != nil || len(prev) == 0 {
+		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
+	}
+	return prev[0].ID, nil
+}
+
+// read returns up to limit events stored from sequence from to last, and
+// whether more follow.
+func (f *Follower) read(ctx context.Context, from, last uint64, limit int) ([]broadcaster.Event, bool, error) {
+	if from > last {
+		return nil, false, nil
+	}
+	n := last - from + 1
+	if limit > 0 && n > uint64(limit) {
+		n = uint64(limit)
+	}
+	var out []broadcaster.Event
+	if n <= 4 {
+		for seq := from; seq < from+n; seq++ {
+			msg, err := f.stream.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("natslog: read message %d: %w", seq, err)
+			}
+			if ev, err := Decode(msg.Data); err == nil {
+				out = append(out, ev)
+			}
+		}
+		return out, from+n <= last, nil
+	}
+	cons, err := f.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   from,
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("natslog: consumer from %d: %w", from, err)
+	}
+	batch, err := cons.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		return nil, false, fmt.Errorf("natslog: fetch from %d: %w", from, err)
+	}
+	upTo := from - 1
+	for msg := range batch.Messages() {
+		meta, err := msg.Metadata()
+		if err != nil {
+			continue
+		}
+		upTo = meta.Sequence.Stream
+		if ev, err := Decode(msg.Data()); err == nil {
+			out = append(out, ev)
+		}
+		if upTo >= last {
+			break
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return nil, false, fmt.Errorf("natslog: fetch from %d: %w", from, err)
+	}
+	return out, upTo < last, nil
+}

@@ -1,0 +1,249 @@
+package natslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+)
+
+// testTx returns transaction i: n events at commit LSN i*0x100, committed
+// at base + i seconds.
+func testTx(i, n int, base time.Time) broadcaster.Batch {
+	lsn := broadcaster.LSN(i * 0x100)
+	b := broadcaster.Batch{TxEnd: lsn + 0x30}
+	for p := 1; p <= n; p++ {
+		b.Events = append(b.Events, broadcaster.Event{
+			ID: broadcaster.Cursor{LSN: lsn, Pos: uint32(p)}, Type: "exam.updated", Table: "exams", Op: broadcaster.OpUpdate,
+			Data:      broadcaster.Row{{Name: "id", Value: int64(i*100 + p)}},
+			Timestamp: base.Add(time.Duration(i) * time.Second), TxID: uint32(i), Channels: []string{"class:1"},
+		})
+	}
+	return b
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ids(evs []broadcaster.Event) []string {
+	out := make([]string, len(evs))
+	for i := range evs {
+		out[i] = evs[i].ID.String()
+	}
+	return out
+}
+
+// TestWriterFollower: the writer publishes transactions in order and lets
+// the source confirm each once the stream has it whole; a second writer
+// goes on after the stream's last event (replays skipped); a follower
+// with a small cache has the newest events in memory and serves older
+// cursors, and times, from the stream.
+func TestWriterFollower(t *testing.T) {
+	srv := startServer(t)
+	js, st, o := srv.open(t, "T1")
+	ctx := context.Background()
+	w, err := NewWriter(ctx, js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2025, 11, 29, 8, 0, 0, 0, time.UTC)
+	var all []broadcaster.Event
+	for i := 1; i <= 30; i++ {
+		b := testTx(i, 1+i%3, base)
+		if i == 7 {
+			b.Events = nil // a transaction with no event
+		}
+		all = append(all, b.Events...)
+		if err := w.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "every transaction acknowledged", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
+	if w.Head() != all[len(all)-1].ID {
+		t.Fatalf("head %v, want %v", w.Head(), all[len(all)-1].ID)
+	}
+	w.Close()
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != uint64(len(all)) {
+		t.Fatalf("stream holds %d messages, want %d", info.State.Msgs, len(all))
+	}
+
+	// A new writer (a restart) skips what the stream has.
+	w2, err := NewWriter(ctx, js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if err := w2.Append(ctx, testTx(30, 1+30%3, base)); err != nil {
+		t.Fatal(err)
+	}
+	next := testTx(31, 2, base)
+	all = append(all, next.Events...)
+	if err := w2.Append(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the next transaction acknowledged", func() bool { return w2.Confirmable() == broadcaster.MaxLSN })
+	if info, _ := st.Info(ctx); info.State.Msgs != uint64(len(all)) {
+		t.Fatalf("after a replay: %d messages, want %d", info.State.Msgs, len(all))
+	}
+
+	f := NewFollower(st, 10, o)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
+	if f.Len() != 10 {
+		t.Fatalf("cache of %d events, want 10", f.Len())
+	}
+	for _, from := range []int{0, 5, len(all) - 12, len(all) - 10, len(all) - 3} {
+		got, _, err := f.Since(all[from].ID, 0)
+		if err != nil {
+			t.Fatalf("since event %d: %v", from, err)
+		}
+		if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all[from+1:])) {
+			t.Fatalf("since event %d: %v, want %v", from, ids(got), ids(all[from+1:]))
+		}
+	}
+	page, more, err := f.Since(all[0].ID, 5)
+	if err != nil || len(page) != 5 || !more || page[0].ID != all[1].ID {
+		t.Fatalf("a page from the stream: %v more %v err %v", ids(page), more, err)
+	}
+	if _, _, err := f.Since(broadcaster.Cursor{LSN: 1}, 0); !errors.Is(err, broadcaster.ErrCursorExpired) {
+		t.Fatalf("a cursor before the stream: %v, want expired", err)
+	}
+	c, err := f.SinceTime(base.Add(3 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := f.Since(c, 1)
+	if len(got) != 1 || got[0].TxID != 3 {
+		t.Fatalf("since 8:00:03: %v, want the events of transaction 3", ids(got))
+	}
+	if string(mustJSON(t, got[0])) != string(mustJSON(t, all[findID(all, got[0].ID)])) {
+		t.Fatalf("an event read from the stream differs from the one written")
+	}
+	// Live: a new event reaches the cache.
+	live := testTx(32, 1, base)
+	if err := w2.Append(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the live event in the cache", func() bool { return f.Head() == live.Events[0].ID })
+}
+
+// TestWriterFenced: once another writer has appended, the first one's
+// next publish is refused by the stream and it reports ErrFenced.
+func TestWriterFenced(t *testing.T) {
+	srv := startServer(t)
+	js, st, o := srv.open(t, "T2")
+	ctx := context.Background()
+	base := time.Now()
+	a, err := NewWriter(ctx, js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Append(ctx, testTx(1, 1, base)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a's first event", func() bool { return a.Confirmable() == broadcaster.MaxLSN })
+	b, err := NewWriter(ctx, js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Append(ctx, testTx(2, 1, base)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b's event", func() bool { return b.Confirmable() == broadcaster.MaxLSN })
+	a.Append(ctx, testTx(3, 1, base))
+	waitUntil(t, "a fenced", func() bool {
+		return errors.Is(a.Append(ctx, testTx(4, 1, base)), broadcaster.ErrFenced)
+	})
+	if info, _ := st.Info(ctx); info.State.Msgs != 2 {
+		t.Fatalf("the stream holds %d messages, want a's first and b's", info.State.Msgs)
+	}
+}
+
+// TestWriterSurvivesServerRestart: publishes that fail while the server is
+// down are made again once it is back, nothing twice and nothing lost, and
+// nothing is confirmed before the stream has it.
+func TestWriterSurvivesServerRestart(t *testing.T) {
+	srv := startServer(t)
+	js, st, o := srv.open(t, "T3")
+	ctx := context.Background()
+	base := time.Now()
+	w, err := NewWriter(ctx, js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var all []broadcaster.Event
+	appendTx := func(i int) {
+		b := testTx(i, 2, base)
+		all = append(all, b.Events...)
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := w.Append(actx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 10; i++ {
+		appendTx(i)
+	}
+	waitUntil(t, "the first ten", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
+	srv.kill()
+	for i := 11; i <= 15; i++ {
+		appendTx(i)
+	}
+	if got := w.Confirmable(); got == broadcaster.MaxLSN || got > broadcaster.LSN(10*0x100+0x30) {
+		t.Fatalf("confirmable %v with the server down, want at most the end of transaction 10", got)
+	}
+	srv.start()
+	for i := 16; i <= 20; i++ {
+		appendTx(i)
+	}
+	waitUntil(t, "everything acknowledged", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
+	f := NewFollower(st, 100, o)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
+	got, _, err := f.Since(broadcaster.Cursor{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
+		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
+	}
+}
+
+func mustJSON(t *testing.T, ev broadcaster.Event) []byte {
+	t.Helper()
+	b, err := ev.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func findID(evs []broadcaster.Event, id broadcaster.Cursor) int {
+	for i := range evs {
+		if evs[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,102 @@
+package natslog
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// testServer is one real nats-server with JetStream (the pinned binary
+// that `make test-deps` installs in .tmp/bin), on a random loopback port.
+type testServer struct {
+	t    *testing.T
+	bin  string
+	dir  string
+	port int
+	cmd  *exec.Cmd
+}
+
+func startServer(t *testing.T) *testServer {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, ".tmp", "bin", "nats-server")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("no nats-server at %s: run `make test-deps`", bin)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &testServer{t: t, bin: bin, dir: t.TempDir(), port: port}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *testServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+func (s *testServer) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-sd", s.dir)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out strings.Builder
+	s.cmd.Stdout, s.cmd.Stderr = &out, &out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := nats.Connect(s.url(), nats.Timeout(time.Second))
+		if err == nil {
+			js, _ := jetstream.New(nc)
+			_, err = js.AccountInfo(context.Background())
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("nats-server did not get ready: %v\n%s", err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *testServer) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// open connects and makes sure the stream exists.
+func (s *testServer) open(t *testing.T, stream string) (jetstream.JetStream, jetstream.Stream, Options) {
+	t.Helper()
+	o := Options{URLs: []string{s.url()}, Stream: stream, Create: true}
+	nc, js, err := Connect(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st, err := EnsureStream(context.Background(), js, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, st, o
+}
