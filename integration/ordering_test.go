@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -143,12 +144,16 @@ func joinClass(t *testing.T, db *DB, cl *gwClient, teacher, class int) {
 	}
 }
 
+// attendanceDay makes each markAttendance's date its own (a student has
+// one attendance row a day).
+var attendanceDay atomic.Int64
+
 // markAttendance inserts an attendance row in class and returns its id.
 func markAttendance(t *testing.T, db *DB, class int) int64 {
 	t.Helper()
 	return db.QueryInt(t, `INSERT INTO attendance (student_id, class_id, date, status)
-		SELECT id, class_id, DATE '2025-01-01' + (random() * 300)::int, 'present' FROM students WHERE class_id = $1 LIMIT 1
-		RETURNING id`, class)
+		SELECT id, class_id, DATE '2020-01-01' + $2::int, 'present' FROM students WHERE class_id = $1 LIMIT 1
+		RETURNING id`, class, attendanceDay.Add(1))
 }
 
 // TestRevocationInCommitOrder: an event committed right after the

@@ -323,7 +323,7 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 	pad := strings.Repeat("x", 4096)
 	evs := (&env{lsn: 0x1000}).makeEvents(1, pad)
 	size := eventlog.EventSize(&evs[0])
-	small := eventlog.NewMemory(eventlog.Options{MaxEvents: 50, MaxHeldBytes: 1000 * size})
+	small := eventlog.NewMemory(eventlog.Options{MaxEvents: 50, MaxHeldBytes: 2000 * size})
 	e := newEnv(t, func(o *Options) {
 		o.Log = small
 		o.Limits.SendQueue = 8
@@ -337,7 +337,8 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 	prompt := e.connect("20", "teacher")
 	prompt.subscribe("class:1")
 
-	burst := e.makeEvents(8000, pad, "class:1") // a multiple of 50
+	// 48 MiB: more than the budget (8 MiB) and the sockets' buffers take.
+	burst := e.makeEvents(12000, pad, "class:1") // a multiple of 50
 	promptDone := make(chan []string, 1)
 	go func() {
 		var got []string
@@ -352,15 +353,18 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 		}
 		promptDone <- got
 	}()
-	// 5,000 events a second.
+	// 2,500 events a second: the prompt reader may fall 0.8 s behind.
+	appended := make(chan struct{})
 	go func() {
+		defer close(appended)
 		for i := 0; i < len(burst); i += 50 {
 			e.appendBatch(burst[i : i+50])
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	// The lagging reader reads nothing for two seconds, then all it can.
-	time.Sleep(2 * time.Second)
+	// The lagging reader reads nothing until the burst is in, then all it
+	// can.
+	<-appended
 	read, code := 0, websocket.StatusCode(-1)
 	for {
 		m, err := lagging.tryRead(10 * time.Second)
@@ -377,7 +381,7 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 	if (code != statusSlowConsumer && code != -1) || read >= len(burst) {
 		t.Fatalf("lagging reader: close %d after %d of %d events, want 4009 before the end", code, read, len(burst))
 	}
-	waitFor(t, "the 4009 counted", func() bool { return e.srv.Stats().ClosesByCode[4009] == 1 })
+	waitFor(t, "the slow-consumer close counted", func() bool { return e.srv.Stats().Overflows == 1 })
 	if got := <-promptDone; len(got) != len(burst) || got[len(got)-1] != burst[len(burst)-1].ID.String() {
 		t.Fatalf("the prompt reader got %d of %d events", len(got), len(burst))
 	}
