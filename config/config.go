@@ -42,6 +42,10 @@ type Source struct {
 	Heartbeat time.Duration `mapstructure:"heartbeat"`
 	// StatusInterval is how often standby status is sent. Default 10s.
 	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// FailoverTimeout is, with several reader candidates (backend nats),
+	// how long after the leader is gone a standby takes over. Default 10s.
+	// Reader failover is not built yet (issue 13): read, not used.
+	FailoverTimeout time.Duration `mapstructure:"failover_timeout"`
 	// MaxRetainedWAL is how many bytes of WAL the slot may hold back before
 	// a warning is logged and the over-threshold gauge is set. Default 1 GiB.
 	MaxRetainedWAL int64 `mapstructure:"max_retained_wal"`
@@ -121,11 +125,55 @@ type Audit struct {
 	Log string `mapstructure:"log"` // "stdout" (default), "stderr" or a file path
 }
 
-// Log configures the process's own logs.
+// Log configures the process's own logs, and the event log
+// (docs/cluster.md): in memory, or a NATS JetStream stream that several
+// nodes share.
 type Log struct {
 	Level  string `mapstructure:"level"`  // debug, info (default), warn, error
 	Format string `mapstructure:"format"` // json (default) or text
+	// Backend is the event log: "memory" (default: one process) or
+	// "nats".
+	Backend string `mapstructure:"backend"`
+	// NATS says where the stream is, with backend nats.
+	NATS NATS `mapstructure:"nats"`
+	// CacheEvents is, with backend nats, how many recent events each
+	// gateway keeps in memory for fan-out and fast resume; older ones are
+	// read from the stream. Default 100000.
+	CacheEvents int `mapstructure:"cache_events"`
 }
+
+// NATS is the JetStream stream the nodes share.
+type NATS struct {
+	URLs []string `mapstructure:"urls"` // default ["nats://127.0.0.1:4222"]
+	// Stream is created if missing when source.create is true. Default
+	// CDC_EVENTS.
+	Stream string `mapstructure:"stream"`
+	// SubjectPrefix: events go to <prefix>.<domain>.<action>. Default cdc.
+	SubjectPrefix string `mapstructure:"subject_prefix"`
+	// Replicas of the stream; 1 for a single NATS server. Default 3.
+	Replicas int `mapstructure:"replicas"`
+	// CredentialsFile is a NATS .creds file; or User and Password, or
+	// Token (best from CDC_LOG_NATS_PASSWORD, CDC_LOG_NATS_TOKEN).
+	CredentialsFile string  `mapstructure:"credentials_file"`
+	User            string  `mapstructure:"user"`
+	Password        string  `mapstructure:"password"`
+	Token           string  `mapstructure:"token"`
+	TLS             NATSTLS `mapstructure:"tls"`
+}
+
+// NATSTLS are the TLS files for NATS: a CA to verify the servers, and a
+// certificate and key when the servers verify clients.
+type NATSTLS struct {
+	CAFile   string `mapstructure:"ca_file"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// Event log backends.
+const (
+	BackendMemory = "memory"
+	BackendNATS   = "nats"
+)
 
 // Mapping turns the changes of one table into events.
 type Mapping struct {

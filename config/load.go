@@ -29,11 +29,12 @@ const maxNodes = 200_000
 
 // defaults holds the value of every key that has one (docs/config.md).
 var defaults = map[string]any{
-	"source.slot":            "cdc_broadcaster",
-	"source.publication":     "cdc_broadcaster",
-	"source.create":          true,
-	"source.heartbeat":       30 * time.Second,
-	"source.status_interval": 10 * time.Second,
+	"source.slot":             "cdc_broadcaster",
+	"source.publication":      "cdc_broadcaster",
+	"source.create":           true,
+	"source.heartbeat":        30 * time.Second,
+	"source.status_interval":  10 * time.Second,
+	"source.failover_timeout": 10 * time.Second,
 
 	"server.listen":        ":8080",
 	"server.drain_timeout": 10 * time.Second,
@@ -58,9 +59,15 @@ var defaults = map[string]any{
 	"limits.max_sync_polls_per_user":           4,
 	"limits.max_sync_polls_per_ip":             100,
 
-	"audit.log":  "stdout",
-	"log.level":  "info",
-	"log.format": "json",
+	"audit.log":               "stdout",
+	"log.level":               "info",
+	"log.format":              "json",
+	"log.backend":             BackendMemory,
+	"log.nats.urls":           []string{"nats://127.0.0.1:4222"},
+	"log.nats.stream":         "CDC_EVENTS",
+	"log.nats.subject_prefix": "cdc",
+	"log.nats.replicas":       3,
+	"log.cache_events":        100000,
 }
 
 // listSections are the top-level keys holding lists of structs. They are
@@ -121,6 +128,22 @@ func (es Errors) Unwrap() []error {
 type positions struct {
 	lines map[string]int    // key path → line of the key (or list item) in the file
 	env   map[string]string // key path → environment variable that set it
+}
+
+// With backend nats, the retention (the stream's limits) when not set.
+const (
+	NATSDefaultMaxEvents = 10_000_000
+	NATSDefaultMaxAge    = 168 * time.Hour
+)
+
+// set reports whether key was set, in the file or the environment.
+func (p *positions) set(key string) bool {
+	if p == nil {
+		return false
+	}
+	_, inFile := p.lines[key]
+	_, inEnv := p.env[key]
+	return inFile || inEnv
 }
 
 // at builds an Error for key, pointing at the environment variable or the
@@ -219,6 +242,16 @@ func Parse(data []byte, name string, env []string) (*Config, error) {
 	}
 	c.File = name
 	c.pos = pos
+	if c.Log.Backend == BackendNATS {
+		// The stream is the durable log: its limits are the retention,
+		// larger by default than the memory log's.
+		if !pos.set("retention.max_events") {
+			c.Retention.MaxEvents = NATSDefaultMaxEvents
+		}
+		if !pos.set("retention.max_age") {
+			c.Retention.MaxAge = NATSDefaultMaxAge
+		}
+	}
 	for i := range c.Channels {
 		for k, re := range c.Channels[i].Params {
 			c.Channels[i].Params[k] = anchor(re)
@@ -912,6 +945,45 @@ func (v *validator) logs() {
 	if !logFormats[v.c.Log.Format] {
 		v.fail("log.format", "invalid format %q: want json or text", clip(v.c.Log.Format))
 	}
+	v.eventLog()
+}
+
+// natsName is what a stream name may be; natsToken what a subject prefix
+// may be (dot-separated tokens without wildcards).
+var (
+	natsName  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	natsToken = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+func (v *validator) eventLog() {
+	l := v.c.Log
+	switch l.Backend {
+	case BackendMemory, "":
+		return
+	case BackendNATS:
+	default:
+		v.fail("log.backend", "invalid backend %q: want memory or nats", clip(l.Backend))
+		return
+	}
+	if len(l.NATS.URLs) == 0 {
+		v.fail("log.nats.urls", "name at least one NATS server with backend nats")
+	}
+	v.nonEmpty("log.nats.urls", l.NATS.URLs)
+	if !natsName.MatchString(l.NATS.Stream) {
+		v.fail("log.nats.stream", "invalid stream name %q: letters, digits, _ and - only", clip(l.NATS.Stream))
+	}
+	if !natsToken.MatchString(l.NATS.SubjectPrefix) {
+		v.fail("log.nats.subject_prefix", "invalid subject prefix %q: dot-separated tokens of letters, digits, _ and -", clip(l.NATS.SubjectPrefix))
+	}
+	if l.NATS.Replicas < 1 || l.NATS.Replicas > 5 {
+		v.fail("log.nats.replicas", "must be 1 to 5, found %d", l.NATS.Replicas)
+	}
+	if l.CacheEvents < 1 {
+		v.fail("log.cache_events", "must be at least 1 with backend nats, found %d", l.CacheEvents)
+	}
+	if (l.NATS.TLS.CertFile == "") != (l.NATS.TLS.KeyFile == "") {
+		v.fail("log.nats.tls", "cert_file and key_file go together")
+	}
 }
 
 // nonEmpty refuses empty entries in a list of names.
@@ -989,6 +1061,7 @@ func (v *validator) ranges() {
 		{"auth.jwt.leeway", c.Auth.JWT.Leeway},
 		{"auth.acl_cache_ttl", c.Auth.ACLCacheTTL},
 		{"retention.max_age", c.Retention.MaxAge},
+		{"source.failover_timeout", c.Source.FailoverTimeout},
 		{"limits.stall_timeout", c.Limits.StallTimeout},
 	}
 	for _, d := range durations {

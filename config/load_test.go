@@ -152,7 +152,7 @@ func TestParseSample(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	want := Config{
 		Source: Source{Slot: "cdc_broadcaster", Publication: "cdc_broadcaster", Create: true,
-			Heartbeat: 30 * time.Second, StatusInterval: 10 * time.Second, MaxRetainedWAL: 1 << 30},
+			Heartbeat: 30 * time.Second, StatusInterval: 10 * time.Second, MaxRetainedWAL: 1 << 30, FailoverTimeout: 10 * time.Second},
 		Server: Server{Listen: ":8080", DrainTimeout: 10 * time.Second},
 		Auth: Auth{
 			JWT: JWT{Algorithms: []string{"HS256"}, Leeway: 30 * time.Second,
@@ -165,8 +165,9 @@ func TestDefaults(t *testing.T) {
 			MaxSubscriptionsPerConn: 200, MaxFrameBytes: 65536, MaxMessagesPerSecond: 50, SendQueue: 1024, StallTimeout: 5 * time.Second,
 			MaxSyncPollsPerUser: 4, MaxSyncPollsPerIP: 100},
 		Audit: Audit{Log: "stdout"},
-		Log:   Log{Level: "info", Format: "json"},
-		File:  "config.yaml",
+		Log: Log{Level: "info", Format: "json", Backend: BackendMemory, CacheEvents: 100000,
+			NATS: NATS{URLs: []string{"nats://127.0.0.1:4222"}, Stream: "CDC_EVENTS", SubjectPrefix: "cdc", Replicas: 3}},
+		File: "config.yaml",
 	}
 	for _, tc := range []struct{ name, src string }{
 		{"empty file", ""},
@@ -772,5 +773,32 @@ func TestSecondDocument(t *testing.T) {
 	errs := parseErrors(t, "source: {}\n---\nlog: {}\n")
 	if got := errs.Error(); got != "config.yaml:2: invalid YAML: a second YAML document is not allowed (one file holds one config)" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestNATSBackend: with log.backend nats the retention becomes the
+// stream's limits (larger defaults unless set), and the nats keys are
+// checked.
+func TestNATSBackend(t *testing.T) {
+	t.Parallel()
+	c := mustParse(t, "log:\n  backend: nats\n")
+	if c.Retention.MaxEvents != NATSDefaultMaxEvents || c.Retention.MaxAge != NATSDefaultMaxAge {
+		t.Fatalf("retention %+v, want the stream's defaults", c.Retention)
+	}
+	c = mustParse(t, "log:\n  backend: nats\nretention:\n  max_events: 500\n")
+	if c.Retention.MaxEvents != 500 || c.Retention.MaxAge != NATSDefaultMaxAge {
+		t.Fatalf("retention %+v, want max_events as set", c.Retention)
+	}
+	c = mustParse(t, "log:\n  backend: nats\n  cache_events: 0\n  nats:\n    urls: []\n    stream: a.b\n    subject_prefix: 'x.>'\n    replicas: 7\n    tls: {cert_file: c.pem}\n")
+	c.Source.DatabaseURL = "postgres://x"
+	err := c.Validate()
+	for _, key := range []string{"log.nats.urls", "log.nats.stream", "log.nats.subject_prefix", "log.nats.replicas", "log.cache_events", "log.nats.tls"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("Validate() = %v, want an error about %s", err, key)
+		}
+	}
+	c = mustParse(t, "log:\n  backend: kafka\n")
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "log.backend") {
+		t.Errorf("backend kafka: %v", err)
 	}
 }
