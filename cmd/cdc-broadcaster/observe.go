@@ -78,8 +78,6 @@ func (o *observer) countEvents(l broadcaster.Log) broadcaster.Log {
 // start points the metrics at the components and starts the slot monitor.
 func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rules, evlog *eventlog.Memory, verifier *acl.Verifier) {
 	src := metrics.Sources{
-		Stream:  func() metrics.StreamStatus { return streamStatus(stream.Status()) },
-		Gateway: func() metrics.GatewayStats { return gatewayStats(gateway.Stats()) },
 		ACL: func() metrics.ACLStats {
 			s := rules.Stats()
 			return metrics.ACLStats{Granted: s.Granted, Denied: s.Denied, CacheHits: s.CacheHits, SQLQueries: s.SQLQueries}
@@ -88,7 +86,16 @@ func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rule
 			s := evlog.Stats()
 			return metrics.LogStats{Events: s.Events, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes, HeldDropped: s.OverBudget}
 		},
-		Slot: o.monitor,
+	}
+	// A node without a reader (serve --role gateway) has no stream, no
+	// slot of its own to watch and no event counts; one without a gateway
+	// no connections.
+	if stream != nil {
+		src.Stream = func() metrics.StreamStatus { return streamStatus(stream.Status()) }
+		src.Slot = o.monitor
+	}
+	if gateway != nil {
+		src.Gateway = func() metrics.GatewayStats { return gatewayStats(gateway.Stats()) }
 	}
 	if o.events != nil {
 		src.Events = o.events.Counts
@@ -96,6 +103,9 @@ func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rule
 	o.metrics.Watch(src)
 	o.stats = metrics.StatsHandler(o.metrics.Snapshot, adminAuth(verifier, rules))
 
+	if stream == nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
 	o.wg.Add(1)

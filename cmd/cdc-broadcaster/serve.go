@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +23,6 @@ import (
 	"github.com/treasure-home/cdc-broadcaster/cdc"
 	"github.com/treasure-home/cdc-broadcaster/config"
 	"github.com/treasure-home/cdc-broadcaster/demo"
-	"github.com/treasure-home/cdc-broadcaster/eventlog"
 	"github.com/treasure-home/cdc-broadcaster/mapping"
 	"github.com/treasure-home/cdc-broadcaster/ws"
 )
@@ -34,13 +34,18 @@ type ServeCommand struct {
 
 // Run parses flags and serves until ctx ends or the stream fails for good.
 func (c *ServeCommand) Run(ctx context.Context, args []string) error {
-	var pprofAddr string
+	var pprofAddr, role string
 	cfg, log, err := c.main.configured("serve", args, true, func(fs *flag.FlagSet) {
 		fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off when empty")
-	}, nil)
+		fs.StringVar(&role, "role", roleAll, "all, reader (replication only) or gateway (clients only); reader and gateway need log.backend: nats")
+	}, func() error { return checkRole(role) })
 	if err != nil {
 		return err
 	}
+	if role != roleAll && cfg.Log.Backend != config.BackendNATS {
+		return &configError{fmt.Errorf("serve --role %s needs log.backend: nats (with the memory log one process is reader and gateway)", role)}
+	}
+	isReader, isGateway := role != roleGateway, role != roleReader
 	urlCheck := &preflight{cfg: cfg}
 	if urlCheck.checkURL(); urlCheck.err() != nil {
 		return urlCheck.err()
@@ -79,27 +84,33 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	verifier, rules := pf.verifier, pf.rules
 
 	sink := &tracingLog{log: log}
-	mapper, resumeAt, err := c.prepare(ctx, cfg, pf, sink, log)
-	if err != nil {
+	var (
+		mapper   *mapping.Mapper
+		resumeAt broadcaster.LSN
+	)
+	if isReader {
+		if mapper, resumeAt, err = c.prepare(ctx, cfg, pf, sink, log); err != nil {
+			return err
+		}
+	} else if err := pf.err(); err != nil {
 		return err
 	}
-	horizon, err := currentWAL(ctx, cfg.Source.DatabaseURL)
-	if err != nil {
-		return err
+	var evlog *eventLog
+	if cfg.Log.Backend == config.BackendNATS {
+		if evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway); err != nil {
+			return err
+		}
+	} else {
+		horizon, err := currentWAL(ctx, cfg.Source.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		evlog = openMemoryLog(cfg, resumeAt, horizon)
 	}
-	// The log is rebuilt from the slot: it starts where the slot resumes,
-	// and a client cursor from before that is expired. Whatever lies before
-	// was committed before now; whatever a client holds a cursor of, before
-	// the WAL's end now.
-	evlog := eventlog.NewMemory(eventlog.Options{
-		MaxEvents:    cfg.Retention.MaxEvents,
-		MaxAge:       cfg.Retention.MaxAge,
-		MaxHeldBytes: cfg.Retention.MaxHeldBytes,
-		Floor:        broadcaster.Cursor{LSN: resumeAt - 1},
-		FloorTime:    time.Now(),
-		Horizon:      horizon,
-	})
-	sink.Log = obs.countEvents(evlog)
+	defer evlog.close()
+	if isReader {
+		sink.Log = obs.countEvents(evlog.sink)
+	}
 
 	audit, closeAudit, err := openAudit(cfg.Audit.Log, c.main.Stdout)
 	if err != nil {
@@ -108,55 +119,77 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	defer closeAudit()
 
 	var gatewayRef atomic.Pointer[ws.Server]
-	stream, err := cdc.NewStream(cdc.Config{
-		DatabaseURL:    cfg.Source.DatabaseURL,
-		Slot:           cfg.Source.Slot,
-		Publication:    cfg.Source.Publication,
-		Create:         cfg.Source.Create,
-		Heartbeat:      cfg.Source.Heartbeat,
-		StatusInterval: cfg.Source.StatusInterval,
-		Bound:          evlog.Confirmable,
-		OnGap: func(at broadcaster.LSN) {
-			// Changes were skipped: no cursor from before can resume,
-			// and connected clients must refetch.
-			floor := broadcaster.Cursor{LSN: at - 1}
-			evlog.Raise(floor, time.Now())
-			if g := gatewayRef.Load(); g != nil {
-				g.ResetAll(floor)
-			}
-		},
-		Logger: log,
-	})
-	if err != nil {
-		return err
+	var stream *cdc.Stream
+	if isReader {
+		stream, err = cdc.NewStream(cdc.Config{
+			DatabaseURL:    cfg.Source.DatabaseURL,
+			Slot:           cfg.Source.Slot,
+			Publication:    cfg.Source.Publication,
+			Create:         cfg.Source.Create,
+			Heartbeat:      cfg.Source.Heartbeat,
+			StatusInterval: cfg.Source.StatusInterval,
+			Bound:          evlog.bound,
+			OnGap: func(at broadcaster.LSN) {
+				floor := broadcaster.Cursor{LSN: at - 1}
+				if evlog.memory == nil {
+					log.Error("the replication slot was re-created and changes were skipped; with log.backend nats the gateways' clients are not yet told to reset (issue 12)", "resume", floor)
+					return
+				}
+				// Changes were skipped: no cursor from before can resume,
+				// and connected clients must refetch.
+				evlog.memory.Raise(floor, time.Now())
+				if g := gatewayRef.Load(); g != nil {
+					g.ResetAll(floor)
+				}
+			},
+			Logger: log,
+		})
+		if err != nil {
+			return err
+		}
 	}
-	gateway, err := ws.NewServer(ws.Options{
-		Server:   cfg.Server,
-		Limits:   cfg.Limits,
-		Log:      evlog,
-		Verifier: verifier,
-		Access:   newLoggingRules(rules, log),
-		Ready: func() (bool, string) {
-			if !stream.Status().Connected {
-				return false, "replication stream not connected"
+	ready := func() (bool, string) {
+		if f := evlog.follower; f != nil {
+			if st := f.Status(); !st.Following {
+				return false, "not reading the event stream: " + st.Err
+			} else if st.Lag > uint64(cfg.Log.CacheEvents) {
+				return false, fmt.Sprintf("%d events behind the event stream, more than log.cache_events", st.Lag)
 			}
 			return true, ""
-		},
-		Audit:           audit,
-		Logger:          log,
-		StallTimeout:    cfg.Limits.StallTimeout,
-		ObserveDelivery: obs.metrics.ObserveDelivery,
-	})
-	if err != nil {
-		return &configError{err}
+		}
+		if !stream.Status().Connected {
+			return false, "replication stream not connected"
+		}
+		return true, ""
 	}
-	gatewayRef.Store(gateway)
-	obs.start(stream, gateway, rules, evlog, verifier)
+	var gateway *ws.Server
+	var handler http.Handler
+	if isGateway {
+		gateway, err = ws.NewServer(ws.Options{
+			Server:          cfg.Server,
+			Limits:          cfg.Limits,
+			Log:             evlog.reader,
+			Verifier:        verifier,
+			Access:          newLoggingRules(rules, log),
+			Ready:           ready,
+			Audit:           audit,
+			Logger:          log,
+			StallTimeout:    cfg.Limits.StallTimeout,
+			ObserveDelivery: obs.metrics.ObserveDelivery,
+		})
+		if err != nil {
+			return &configError{err}
+		}
+		gatewayRef.Store(gateway)
+		handler = gateway.Handler()
+	} else {
+		handler = healthHandler(ready)
+	}
+	obs.start(stream, gateway, rules, evlog.cache, verifier)
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 	}
-	var handler http.Handler = gateway.Handler()
 	if cfg.Server.Demo {
 		log.Warn("server.demo is on: /demo/ mints a token for any user of the database; never in production")
 		mux := http.NewServeMux()
@@ -189,26 +222,40 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		errMu.Unlock()
 		stop()
 	}
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if err := stream.Run(runCtx, mapper); err != nil {
-			fail(err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := gateway.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			fail(fmt.Errorf("gateway: %w", err))
-		}
-	}()
-	go func() {
-		defer wg.Done()
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				fail(err)
+			}
+		}()
+	}
+	if stream != nil {
+		run(func() error { return stream.Run(runCtx, mapper) })
+	}
+	if f := evlog.follower; f != nil {
+		run(func() error { return f.Run(runCtx) })
+	}
+	if gateway != nil {
+		run(func() error {
+			if err := gateway.Run(runCtx); err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			return nil
+		})
+	}
+	run(func() error {
 		if err := httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fail(fmt.Errorf("http server: %w", err))
+			return fmt.Errorf("http server: %w", err)
 		}
-	}()
-	log.Info("serving", "version", version, "listen", ln.Addr().String(), "tables", len(mapper.Tables()), "slot", cfg.Source.Slot)
+		return nil
+	})
+	tables := 0
+	if mapper != nil {
+		tables = len(mapper.Tables())
+	}
+	log.Info("serving", "version", version, "listen", ln.Addr().String(), "role", role, "log", cfg.Log.Backend, "tables", tables, "slot", cfg.Source.Slot)
 
 	<-runCtx.Done()
 	log.Info("shutting down", "drain_timeout", cfg.Server.DrainTimeout.String())
@@ -216,8 +263,10 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	defer cancel()
 	// Close the WebSockets with 1001 first, so clients reconnect elsewhere,
 	// then stop the listener and wait for the rest.
-	if err := gateway.Shutdown(drainCtx); err != nil {
-		log.Warn("gateway did not drain in time", "err", err)
+	if gateway != nil {
+		if err := gateway.Shutdown(drainCtx); err != nil {
+			log.Warn("gateway did not drain in time", "err", err)
+		}
 	}
 	if err := httpServer.Shutdown(drainCtx); err != nil {
 		log.Warn("http server did not drain in time", "err", err)
@@ -230,6 +279,28 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// healthHandler serves GET /healthz and GET /readyz for a node without a
+// gateway (serve --role reader).
+func healthHandler(ready func() (bool, string)) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		ok, why := ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			b, _ := json.Marshal(map[string]string{"status": "not ready", "reason": why})
+			w.Write(append(b, '\n'))
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ready"}`)
+	})
+	return mux
 }
 
 // prepare compiles the mapping against the live schema and runs the

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/config"
+	"github.com/treasure-home/cdc-broadcaster/eventlog"
+	"github.com/treasure-home/cdc-broadcaster/natslog"
+)
+
+// Roles of `serve --role` (docs/cluster.md).
+const (
+	roleAll     = "all"
+	roleReader  = "reader"
+	roleGateway = "gateway"
+)
+
+// checkRole refuses a role that is not one, or that the backend cannot run.
+func checkRole(role string) error {
+	switch role {
+	case roleAll, roleReader, roleGateway:
+		return nil
+	}
+	return &usageError{msg: fmt.Sprintf("serve: --role %q: want all, reader or gateway", role)}
+}
+
+// eventLog is the event log serve runs on: the memory log, or a JetStream
+// stream (the reader's writer and the gateway's follower).
+type eventLog struct {
+	// sink is where the mapping appends (nil without a reader); bound
+	// what the source may confirm.
+	sink  broadcaster.Log
+	bound func() broadcaster.LSN
+	// reader is what the gateway serves from (nil without a gateway);
+	// cache the memory behind it, for stats.
+	reader broadcaster.LogReader
+	cache  *eventlog.Memory
+	// memory is the memory log (backend memory only).
+	memory *eventlog.Memory
+	// follower runs while serve does (backend nats, with a gateway).
+	follower *natslog.Follower
+	closers  []func()
+}
+
+func (l *eventLog) close() {
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		l.closers[i]()
+	}
+}
+
+// openMemoryLog is the one-process log: rebuilt from the slot, which it
+// holds at its oldest event. resumeAt is where the slot resumes, horizon
+// the WAL's end now.
+func openMemoryLog(cfg *config.Config, resumeAt, horizon broadcaster.LSN) *eventLog {
+	// It starts where the slot resumes, and a client cursor from before
+	// that is expired. Whatever lies before was committed before now;
+	// whatever a client holds a cursor of, before the WAL's end now.
+	m := eventlog.NewMemory(eventlog.Options{
+		MaxEvents:    cfg.Retention.MaxEvents,
+		MaxAge:       cfg.Retention.MaxAge,
+		MaxHeldBytes: cfg.Retention.MaxHeldBytes,
+		Floor:        broadcaster.Cursor{LSN: resumeAt - 1},
+		FloorTime:    time.Now(),
+		Horizon:      horizon,
+	})
+	return &eventLog{sink: m, bound: m.Confirmable, reader: m, cache: m, memory: m}
+}
+
+// natsOptions are the stream's options from the config.
+func natsOptions(cfg *config.Config, log *slog.Logger, name string) natslog.Options {
+	n := cfg.Log.NATS
+	return natslog.Options{
+		URLs: n.URLs, Stream: n.Stream, SubjectPrefix: n.SubjectPrefix, Replicas: n.Replicas,
+		MaxMsgs: int64(cfg.Retention.MaxEvents), MaxAge: cfg.Retention.MaxAge,
+		Create:          cfg.Source.Create,
+		CredentialsFile: n.CredentialsFile, User: n.User, Password: n.Password, Token: n.Token,
+		CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
+		Name: name, Logger: log,
+	}
+}
+
+// openNATSLog connects to the stream: a writer for the reader role, a
+// follower with its cache for the gateway role.
+func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, reader, gateway bool) (*eventLog, error) {
+	o := natsOptions(cfg, log, "cdc-broadcaster "+version)
+	nc, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	l := &eventLog{closers: []func(){func() { nc.Close() }}}
+	st, err := natslog.EnsureStream(ctx, js, o)
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	if reader {
+		w, err := natslog.NewWriter(ctx, js, st, o)
+		if err != nil {
+			l.close()
+			return nil, err
+		}
+		l.closers = append(l.closers, w.Close)
+		l.sink, l.bound = w, w.Confirmable
+	}
+	if gateway {
+		f := natslog.NewFollower(st, cfg.Log.CacheEvents, o)
+		l.follower, l.reader, l.cache = f, f, f.Memory
+	}
+	return l, nil
+}

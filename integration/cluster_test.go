@@ -1,0 +1,249 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Issue 12, first slice: serve on a NATS JetStream stream (log.backend
+// nats), a reader node (role all) and a gateway-only node, on a real
+// three-server JetStream cluster and a real PostgreSQL.
+
+// clusterNode is one serve process of a cluster test.
+type clusterNode struct {
+	name  string
+	addr  string
+	wsURL string
+	proc  *Proc
+}
+
+// startClusterNodes writes one config for db on the cluster's stream and
+// starts a serve per role, each on a port of its own, and waits until each
+// is ready.
+func startClusterNodes(t *testing.T, db *DB, nc *NATSCluster, roles ...string) []*clusterNode {
+	t.Helper()
+	var nodes []*clusterNode
+	for i, role := range roles {
+		n := &clusterNode{name: fmt.Sprintf("node%d-%s", i, role), addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t))}
+		n.wsURL = "ws://" + n.addr + "/ws"
+		cfg := WriteConfig(t, db, map[string]any{
+			"source.slot":            "s_" + db.Name,
+			"source.status_interval": "200ms",
+			"server.listen":          n.addr,
+			"auth.jwt.secret":        gwSecret,
+			"limits.max_connections_per_ip_per_minute": 100000,
+			"limits.max_connections_per_user":          1000,
+			"log.backend":             "nats",
+			"log.nats.urls":           nc.URLs(),
+			"log.nats.stream":         "S_" + db.Name,
+			"log.nats.subject_prefix": "cdc_" + db.Name,
+			"log.nats.replicas":       nc.Size(),
+			"log.cache_events":        50,
+		})
+		n.proc = Start(t, nil, "serve", "--config", cfg, "--role", role)
+		n.proc.WaitStderr(t, `"msg":"serving"`, readyTimeout)
+		waitReadyz(t, n)
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// waitReadyz polls GET /readyz until 200.
+func waitReadyz(t *testing.T, n *clusterNode) {
+	t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		resp, err := http.Get("http://" + n.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not ready within %v (%v)\n%s", n.name, readyTimeout, err, n.proc.stderrTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestClusterNATS: on a three-server JetStream cluster, a reader node and a
+// gateway-only node serve the same events with the same ids and cursors;
+// a client resumes on the other node with nothing missed or repeated while
+// a writer commits; a cursor older than a gateway's cache is served from
+// the stream, exactly; a revocation reaches a subscriber on the node that
+// is not the reader.
+func TestClusterNATS(t *testing.T) {
+	nc := StartNATSCluster(t, 3)
+	db := NewDB(t, WithExampleData())
+	nodes := startClusterNodes(t, db, nc, "all", "gateway")
+	reader, gateway := nodes[0], nodes[1]
+	tok := gwUserToken(t, "2", "admin")
+
+	t.Run("SameEventEverywhere", func(t *testing.T) {
+		a := gwConnect(t, "admin@reader", reader.wsURL, gwViaHeader, tok)
+		b := gwConnect(t, "admin@gateway", gateway.wsURL, gwViaHeader, tok)
+		a.mustSubscribe("table:attendance")
+		b.mustSubscribe("table:attendance")
+		id := markAttendance(t, db, 2)
+		ma := a.nextEvent("attendance.marked")
+		mb := b.nextEvent("attendance.marked")
+		if idOf(ma) != id || idOf(mb) != id {
+			t.Fatalf("events of rows %d and %d, want %d", idOf(ma), idOf(mb), id)
+		}
+		if ma.Event.EventID != mb.Event.EventID || ma.Event.Cursor != mb.Event.Cursor || ma.Raw != mb.Raw {
+			t.Fatalf("the nodes sent different frames:\n%s\n%s", ma.Raw, mb.Raw)
+		}
+	})
+
+	t.Run("ResumeOnTheOtherNode", func(t *testing.T) {
+		base := db.QueryInt(t, "SELECT coalesce(max(id), 0) FROM attendance")
+		cl := newRSClient(t, "mover", tok, "table:attendance")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- cl.session(ctx, reader.wsURL) }()
+		rsWaitAll(t, []*rsClient{cl}, gwWait, "subscribed", func(c *rsClient) bool { return c.sessionCount() == 1 })
+		// A writer commits throughout.
+		wctx, stopWriter := context.WithCancel(context.Background())
+		written := make(chan error, 1)
+		go func() {
+			var err error
+			for i := 0; wctx.Err() == nil && err == nil; i++ {
+				_, err = db.Pool.Exec(context.Background(), `INSERT INTO attendance (student_id, class_id, date, status)
+					SELECT id, class_id, DATE '2018-01-01' + $1::int, 'present' FROM students ORDER BY id LIMIT 1`, i)
+				time.Sleep(5 * time.Millisecond)
+			}
+			written <- err
+		}()
+		rsWaitAll(t, []*rsClient{cl}, 30*time.Second, "some events on the reader", func(c *rsClient) bool { n, _ := c.progress(); return n >= 20 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// The same client goes on at the gateway node, from its cursor.
+		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
+		go func() { done <- cl.session(ctx, gateway.wsURL) }()
+		rsWaitAll(t, []*rsClient{cl}, 30*time.Second, "more events on the gateway", func(c *rsClient) bool { n, _ := c.progress(); return n >= 60 })
+		stopWriter()
+		if err := <-written; err != nil {
+			t.Fatal(err)
+		}
+		var want []int64
+		rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rs.Next() {
+			var id int64
+			if err := rs.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, id)
+		}
+		rs.Close()
+		rsWaitAll(t, []*rsClient{cl}, 30*time.Second, "every row", hasAll(len(want), want[len(want)-1]))
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		st := cl.state()
+		checkClean(t, "mover", st)
+		checkSequence(t, "mover", st.uniq, want)
+		if st.dups != 0 {
+			t.Errorf("%d duplicates across the move", st.dups)
+		}
+	})
+
+	t.Run("OlderThanTheCache", func(t *testing.T) {
+		head, err := syncGet(gateway.addr, tok, url.Values{"channels": {"table:attendance"}})
+		if err != nil || head.Status != 200 {
+			t.Fatalf("head: %v %+v", err, head)
+		}
+		base := db.QueryInt(t, "SELECT coalesce(max(id), 0) FROM attendance")
+		// 200 rows in one transaction: four times the gateways' cache.
+		db.Exec(t, `INSERT INTO attendance (student_id, class_id, date, status)
+			SELECT s.id, s.class_id, DATE '2017-01-01' + d, 'present'
+			FROM students s CROSS JOIN generate_series(1, 5) AS d ORDER BY d, s.id`)
+		want := db.QueryInt(t, "SELECT count(*) FROM attendance WHERE id > $1", base)
+		cl := gwConnect(t, "admin@gateway", gateway.wsURL, gwViaHeader, tok)
+		cl.mustSubscribe("table:attendance")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r, err := syncGet(gateway.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {head.Cursor}, "limit": {"5000"}})
+			if err != nil || r.Status != 200 {
+				t.Fatalf("/sync from before the cache: %v %d %s", err, r.Status, r.Raw)
+			}
+			if int64(len(r.Events)) == want {
+				prev := ""
+				for _, e := range r.Events {
+					if e.Event.Cursor <= prev {
+						t.Fatalf("/sync from the stream out of order: %s after %s", e.Event.Cursor, prev)
+					}
+					prev = e.Event.Cursor
+				}
+				break
+			}
+			if int64(len(r.Events)) > want || time.Now().After(deadline) {
+				t.Fatalf("/sync from before the cache: %d events, want %d", len(r.Events), want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// And over the WebSocket: a resume from the same cursor.
+		id := cl.request("subscribe", map[string]any{"channels": []string{"table:attendance", "class:1"}, "since": head.Cursor})
+		if m := cl.reply(id); m.Type != "subscribed" {
+			t.Fatalf("resume from before the cache: %s", m)
+		}
+	})
+
+	t.Run("RevocationOnTheGateway", func(t *testing.T) {
+		const teacher, class = 12, 1
+		cl := gwConnect(t, "teacher@gateway", gateway.wsURL, gwViaHeader, gwUserToken(t, "12", "teacher"))
+		joinClass(t, db, cl, teacher, class)
+		db.Exec(t, "DELETE FROM class_teachers WHERE class_id = $1 AND teacher_id = $2", class, teacher)
+		later := markAttendance(t, db, class)
+		m, before := cl.waitFor(gwWait, "revoked", func(m gwMsg) bool { return m.Type == "revoked" })
+		if m.Channel != "class:1" {
+			t.Fatalf("%s, want class:1 revoked", m)
+		}
+		for _, m := range append(before, cl.upToPong()...) {
+			if m.Type == "event" && idOf(m) == later {
+				t.Fatalf("attendance %d, committed after the teacher left, reached them on the gateway node", later)
+			}
+		}
+	})
+
+	// Everything went through the stream.
+	js, err := jetstream.New(nc.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), "S_"+db.Name)
+	if err != nil {
+		t.Fatalf("the nodes' stream: %v", err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := db.QueryInt(t, "SELECT count(*) FROM attendance WHERE date < '2020-01-01' OR date > '2025-06-01'")
+	if info.State.Msgs < uint64(rows) || info.Config.Replicas != 3 {
+		t.Errorf("stream: %d messages, %d replicas; want at least the %d attendance rows, 3 replicas", info.State.Msgs, info.Config.Replicas, rows)
+	}
+	t.Logf("stream %s: %d messages on %d replicas", info.Config.Name, info.State.Msgs, info.Config.Replicas)
+	for _, n := range nodes {
+		if !strings.Contains(n.proc.Stderr(), `"log":"nats"`) {
+			t.Errorf("%s did not run on the nats backend", n.name)
+		}
+		if strings.Contains(n.proc.Stderr(), `"level":"ERROR"`) {
+			t.Errorf("%s logged errors:\n%s", n.name, n.proc.stderrTail())
+		}
+	}
+}
