@@ -40,12 +40,12 @@ func startClusterNodes(t *testing.T, db *DB, nc *NATSCluster, roles ...string) [
 			"auth.jwt.secret":        gwSecret,
 			"limits.max_connections_per_ip_per_minute": 100000,
 			"limits.max_connections_per_user":          1000,
-			"log.backend":             "nats",
-			"log.nats.urls":           nc.URLs(),
-			"log.nats.stream":         "S_" + db.Name,
-			"log.nats.subject_prefix": "cdc_" + db.Name,
-			"log.nats.replicas":       nc.Size(),
-			"log.cache_events":        50,
+			"log.backend":                              "nats",
+			"log.nats.urls":                            nc.URLs(),
+			"log.nats.stream":                          "S_" + db.Name,
+			"log.nats.subject_prefix":                  "cdc_" + db.Name,
+			"log.nats.replicas":                        nc.Size(),
+			"log.cache_events":                         50,
 		})
 		n.proc = Start(t, nil, "serve", "--config", cfg, "--role", role)
 		n.proc.WaitStderr(t, `"msg":"serving"`, readyTimeout)
