@@ -247,3 +247,151 @@ func TestClusterNATS(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStreamRecreated: a stream deleted and created again ends the
+// cursors from before: connected clients get reset, /sync from an old
+// cursor 410; new events flow again, on the reader and the gateway node.
+func TestClusterStreamRecreated(t *testing.T) {
+	nc := StartNATSCluster(t, 1)
+	db := NewDB(t, WithExampleData())
+	nodes := startClusterNodes(t, db, nc, "all", "gateway")
+	tok := gwUserToken(t, "2", "admin")
+	var clients []*gwClient
+	for _, n := range nodes {
+		cl := gwConnect(t, "admin@"+n.name, n.wsURL, gwViaHeader, tok)
+		cl.mustSubscribe("table:attendance")
+		clients = append(clients, cl)
+	}
+	// Two rows: a client that had the first only cannot resume after the
+	// stream is created again (one that had both has nothing to miss).
+	first, second := markAttendance(t, db, 2), markAttendance(t, db, 2)
+	var old string
+	for _, cl := range clients {
+		m := cl.nextEvent("attendance.marked")
+		if idOf(m) != first {
+			t.Fatalf("%s: row %d, want %d", cl.name, idOf(m), first)
+		}
+		old = m.Event.Cursor
+		if m := cl.nextEvent("attendance.marked"); idOf(m) != second {
+			t.Fatalf("%s: row %d, want %d", cl.name, idOf(m), second)
+		}
+	}
+
+	js, err := jetstream.New(nc.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := js.Stream(ctx, "S_"+db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, info.Config.Name); err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.Config
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range clients {
+		m, _ := cl.waitFor(gwWait, "reset", func(m gwMsg) bool { return m.Type == "reset" })
+		if m.Reason != "cursor_expired" || strings.Join(m.Channels, ",") != "table:attendance" {
+			t.Fatalf("%s: %s, want reset of table:attendance", cl.name, m)
+		}
+	}
+	for _, n := range nodes {
+		r, err := syncGet(n.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {old}})
+		if err != nil || r.Status != http.StatusGone {
+			t.Fatalf("%s: /sync from before the new stream: %v %d %s, want 410", n.name, err, r.Status, r.Raw)
+		}
+	}
+	after := markAttendance(t, db, 2)
+	for _, cl := range clients {
+		m := cl.nextEvent("attendance.marked")
+		if idOf(m) != after {
+			t.Fatalf("%s: row %d after the new stream, want %d", cl.name, idOf(m), after)
+		}
+	}
+}
+
+// TestClusterNATSServerKilled: one NATS server of three killed while a
+// writer commits: nothing lost, nothing stops; it comes back.
+func TestClusterNATSServerKilled(t *testing.T) {
+	nc := StartNATSCluster(t, 3)
+	db := NewDB(t, WithExampleData())
+	nodes := startClusterNodes(t, db, nc, "all", "gateway")
+	tok := gwUserToken(t, "2", "admin")
+	base := db.QueryInt(t, "SELECT coalesce(max(id), 0) FROM attendance")
+	var clients []*rsClient
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, len(nodes))
+	for _, n := range nodes {
+		cl := newRSClient(t, "admin@"+n.name, tok, "table:attendance")
+		clients = append(clients, cl)
+		go func() { done <- cl.session(ctx, n.wsURL) }()
+	}
+	rsWaitAll(t, clients, gwWait, "subscribed", func(c *rsClient) bool { return c.sessionCount() == 1 })
+	insert := func(from, to int) {
+		for i := from; i < to; i++ {
+			db.Exec(t, `INSERT INTO attendance (student_id, class_id, date, status)
+				SELECT id, class_id, DATE '2016-01-01' + $1::int, 'present' FROM students ORDER BY id LIMIT 1`, i)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	insert(0, 50)
+	// The stream's leader is the one that hurts most.
+	js, err := jetstream.New(nc.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), "S_"+db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := 0
+	if info.Cluster != nil && info.Cluster.Leader != "" {
+		victim = nc.ServerIndex(t, info.Cluster.Leader)
+	}
+	nc.Kill(t, victim)
+	insert(50, 150)
+	nc.Start(t, victim)
+	nc.WaitReady(t)
+	insert(150, 200)
+	var want []int64
+	rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	rs.Close()
+	rsWaitAll(t, clients, 60*time.Second, "every row", hasAll(len(want), want[len(want)-1]))
+	cancel()
+	for range nodes {
+		if err := <-done; err != nil {
+			t.Fatalf("a client's connection ended: %v", err)
+		}
+	}
+	for _, cl := range clients {
+		st := cl.state()
+		checkClean(t, cl.name, st)
+		checkSequence(t, cl.name, st.uniq, want)
+		if st.dups != 0 {
+			t.Errorf("%s: %d duplicates", cl.name, st.dups)
+		}
+	}
+}

@@ -27,12 +27,24 @@ type Follower struct {
 	stream           jetstream.Stream
 	log              *slog.Logger
 
+	// OnReset, when set before Run, is called when the stream turns out to
+	// have been deleted and created again: no cursor up to floor can be
+	// resumed (the new stream does not hold what came after it), and the
+	// gateway tells its clients to reset.
+	OnReset func(floor broadcaster.Cursor)
+
 	mu sync.Mutex // protects below
 	// seq is the stream sequence of the newest message read into the
 	// cache; last the stream's last sequence when last seen.
 	seq, last uint64
 	err       error
 	following bool
+	// created is when the stream was created; resetFloor and resetAt,
+	// after a re-created stream, the newest cursor and the time before
+	// which nothing can be resumed.
+	created    time.Time
+	resetFloor broadcaster.Cursor
+	resetAt    time.Time
 }
 
 var _ broadcaster.LogReader = (*Follower)(nil)
@@ -102,9 +114,17 @@ func (f *Follower) follow(ctx context.Context) error {
 		return fmt.Errorf("stream info: %w", err)
 	}
 	f.mu.Lock()
+	recreated := !f.created.IsZero() && !info.Created.Equal(f.created)
+	f.created = info.Created
+	if recreated {
+		f.seq = 0
+	}
 	start := f.seq + 1
 	f.last = info.State.LastSeq
 	f.mu.Unlock()
+	if recreated {
+		f.reset()
+	}
 	if start == 1 {
 		first := info.State.FirstSeq
 		if first == 0 {
@@ -139,6 +159,33 @@ func (f *Follower) follow(ctx context.Context) error {
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	// A stream deleted (and maybe created again) does not always end the
+	// consumer: watch for it.
+	watchCtx, endWatch := context.WithCancel(ctx)
+	defer endWatch()
+	gone := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(watchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-t.C:
+			}
+			info, err := f.stream.Info(watchCtx)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				gone <- errors.New("the stream was deleted")
+			case err == nil && !info.Created.Equal(f.createdAt()):
+				gone <- errors.New("the stream was created again")
+			default:
+				continue
+			}
+			it.Stop()
+			return
+		}
+	}()
 	f.mu.Lock()
 	f.following, f.err = true, nil
 	f.mu.Unlock()
@@ -146,6 +193,11 @@ func (f *Follower) follow(ctx context.Context) error {
 	for {
 		msg, err := it.Next()
 		if err != nil {
+			select {
+			case why := <-gone:
+				return why
+			default:
+			}
 			return fmt.Errorf("read the stream: %w", err)
 		}
 		meta, err := msg.Metadata()
@@ -172,6 +224,45 @@ func (f *Follower) follow(ctx context.Context) error {
 	}
 }
 
+// watchInterval is how often a following Follower checks that its stream
+// is still the one it follows.
+const watchInterval = time.Second
+
+func (f *Follower) createdAt() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.created
+}
+
+// reset handles a stream created again: nothing up to the cache's head can
+// be resumed any more.
+func (f *Follower) reset() {
+	floor := f.Memory.Head()
+	now := time.Now()
+	f.Memory.Raise(floor, now)
+	f.mu.Lock()
+	f.resetFloor, f.resetAt = floor, now
+	f.mu.Unlock()
+	f.log.Error("natslog: the event stream was deleted and created again; clients are told to reset", "floor", floor)
+	if f.OnReset != nil {
+		f.OnReset(floor)
+	}
+}
+
+// lostBefore reports whether c, or t, lies before a re-creation of the
+// stream: nothing after it can be resumed.
+func (f *Follower) lostBefore(c broadcaster.Cursor, t time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.resetAt.IsZero() {
+		return false
+	}
+	if t.IsZero() {
+		return c.Before(f.resetFloor)
+	}
+	return !f.resetAt.Before(t)
+}
+
 // opts returns the cache's options.
 func (f *Follower) opts() eventlog.Options { return f.Memory.Options() }
 
@@ -179,7 +270,7 @@ func (f *Follower) opts() eventlog.Options { return f.Memory.Options() }
 // stream for a cursor older than the cache.
 func (f *Follower) Since(c broadcaster.Cursor, limit int) ([]broadcaster.Event, bool, error) {
 	evs, more, err := f.Memory.Since(c, limit)
-	if !errors.Is(err, broadcaster.ErrCursorExpired) || errors.Is(err, broadcaster.ErrCursorAhead) {
+	if !errors.Is(err, broadcaster.ErrCursorExpired) || errors.Is(err, broadcaster.ErrCursorAhead) || f.lostBefore(c, time.Time{}) {
 		return evs, more, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -191,7 +282,7 @@ func (f *Follower) Since(c broadcaster.Cursor, limit int) ([]broadcaster.Event, 
 // older than the cache.
 func (f *Follower) SinceTime(t time.Time) (broadcaster.Cursor, error) {
 	c, err := f.Memory.SinceTime(t)
-	if !errors.Is(err, broadcaster.ErrCursorExpired) {
+	if !errors.Is(err, broadcaster.ErrCursorExpired) || f.lostBefore(broadcaster.Cursor{}, t) {
 		return c, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

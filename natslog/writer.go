@@ -73,6 +73,14 @@ type entry struct {
 	fut    jetstream.PubAckFuture
 	pubErr error
 	txEnd  broadcaster.LSN
+	// result is the outcome of fut once taken from it (a future answers
+	// once).
+	result *pubResult
+}
+
+type pubResult struct {
+	ack *jetstream.PubAck
+	err error
 }
 
 var _ broadcaster.Log = (*Writer)(nil)
@@ -238,7 +246,11 @@ func (w *Writer) waitRoom(ctx context.Context) error {
 // publish sends e, expecting the stream to end at lastSeq with lastID;
 // w.mu is held.
 func (w *Writer) publish(e *entry) {
-	e.fut, e.pubErr = nil, nil
+	e.fut, e.pubErr, e.result = nil, nil, nil
+	// A message published again carries the expectations of its first
+	// publish in its headers: drop them.
+	e.msg.Header.Del(jetstream.ExpectedLastSeqHeader)
+	e.msg.Header.Del(jetstream.ExpectedLastMsgIDHeader)
 	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(w.lastSeq)}
 	if w.lastID != "" {
 		opts = append(opts, jetstream.WithExpectLastMsgID(w.lastID))
@@ -301,18 +313,27 @@ func (w *Writer) await(e *entry) (*jetstream.PubAck, error) {
 	if e.fut == nil {
 		return nil, e.pubErr
 	}
+	w.mu.Lock()
+	r := e.result
+	w.mu.Unlock()
+	if r != nil {
+		return r.ack, r.err
+	}
 	t := time.NewTimer(publishTimeout)
 	defer t.Stop()
+	r = &pubResult{}
 	select {
-	case ack := <-e.fut.Ok():
-		return ack, nil
-	case err := <-e.fut.Err():
-		return nil, err
+	case r.ack = <-e.fut.Ok():
+	case r.err = <-e.fut.Err():
 	case <-t.C:
-		return nil, errors.New("no acknowledgement in time")
+		r.err = errors.New("no acknowledgement in time")
 	case <-w.ctx.Done():
 		return nil, w.ctx.Err()
 	}
+	w.mu.Lock()
+	e.result = r
+	w.mu.Unlock()
+	return r.ack, r.err
 }
 
 // ours checks that the messages the stream holds after the newest one
@@ -384,6 +405,16 @@ func (w *Writer) recover(cause error) {
 			w.log.Warn("natslog: cannot read the stream's end; trying again", "err", err)
 			continue
 		}
+		w.mu.Lock()
+		if seq < w.ackedSeq {
+			// The stream holds less than it acknowledged: it was
+			// deleted and created again (or purged). What it had is gone
+			// (the gateways tell their clients to reset); what is not
+			// acknowledged yet goes into the new one.
+			w.log.Error("natslog: the event stream lost events it had acknowledged (deleted and created again?); going on in it", "streamSeq", seq, "acknowledged", w.ackedSeq)
+			w.ackedSeq = seq
+		}
+		w.mu.Unlock()
 		stored, err := w.ours(seq, last)
 		if err != nil {
 			w.log.Warn("natslog: cannot read the stream's end; trying again", "err", err)

@@ -182,6 +182,9 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		}
 		gatewayRef.Store(gateway)
 		handler = gateway.Handler()
+		if f := evlog.follower; f != nil {
+			f.OnReset = gateway.ResetAll
+		}
 	} else {
 		handler = healthHandler(ready)
 	}
