@@ -380,7 +380,8 @@ func rsWaitAll(t testing.TB, clients []*rsClient, timeout time.Duration, what st
 		for _, c := range clients {
 			if !cond(c) {
 				n, mx := c.progress()
-				behind = append(behind, fmt.Sprintf("%s (%d events, last row %d, %d sessions)", c.name, n, mx, c.sessionCount()))
+				st := c.state()
+				behind = append(behind, fmt.Sprintf("%s (%d events, last row %d, %d sessions, ended: %q, resets %d, odd frames %q)", c.name, n, mx, c.sessionCount(), st.drops, len(st.resets), st.odd))
 			}
 		}
 		if len(behind) == 0 {

@@ -305,8 +305,19 @@ func (w *Writer) acker() {
 	}
 }
 
-// await returns e's publish result.
+// await returns e's publish result, waiting at most publishTimeout.
 func (w *Writer) await(e *entry) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(w.ctx, publishTimeout)
+	defer cancel()
+	ack, err := w.awaitCtx(ctx, e)
+	if err != nil && w.ctx.Err() == nil && ctx.Err() != nil {
+		return nil, errors.New("no acknowledgement in time")
+	}
+	return ack, err
+}
+
+// awaitCtx returns e's publish result, or ctx's error.
+func (w *Writer) awaitCtx(ctx context.Context, e *entry) (*jetstream.PubAck, error) {
 	if e.msg == nil {
 		return nil, nil
 	}
@@ -319,16 +330,12 @@ func (w *Writer) await(e *entry) (*jetstream.PubAck, error) {
 	if r != nil {
 		return r.ack, r.err
 	}
-	t := time.NewTimer(publishTimeout)
-	defer t.Stop()
 	r = &pubResult{}
 	select {
 	case r.ack = <-e.fut.Ok():
 	case r.err = <-e.fut.Err():
-	case <-t.C:
-		r.err = errors.New("no acknowledgement in time")
-	case <-w.ctx.Done():
-		return nil, w.ctx.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	w.mu.Lock()
 	e.result = r
@@ -385,11 +392,16 @@ func (w *Writer) recover(cause error) {
 	pending := append([]*entry(nil), w.queue...)
 	w.mu.Unlock()
 	w.log.Warn("natslog: publishing to the stream failed; publishing again from what it holds", "err", cause)
+	// Let what is in flight resolve, for a while: a straggler that lands
+	// after the stream was read again is refused anyway (it expects the
+	// stream to end where it no longer does).
+	settle, cancel := context.WithTimeout(w.ctx, publishTimeout)
 	for _, e := range pending {
-		if e.fut != nil {
-			_, _ = w.await(e)
+		if e.fut != nil && settle.Err() == nil {
+			_, _ = w.awaitCtx(settle, e)
 		}
 	}
+	cancel()
 	for attempt := 0; w.ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			select {
