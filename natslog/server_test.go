@@ -2,6 +2,7 @@ package natslog
 
 import (
 	"context"
+	"log/slog"
 	"fmt"
 	"net"
 	"os"
@@ -85,10 +86,18 @@ func (s *testServer) kill() {
 	}
 }
 
+// testWriter sends a logger's lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
 // open connects and makes sure the stream exists.
 func (s *testServer) open(t *testing.T, stream string) (jetstream.JetStream, jetstream.Stream, Options) {
 	t.Helper()
-	o := Options{URLs: []string{s.url()}, Stream: stream, Create: true}
+	o := Options{URLs: []string{s.url()}, Stream: stream, Create: true, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
 	nc, js, err := Connect(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
