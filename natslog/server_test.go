@@ -2,8 +2,8 @@ package natslog
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
