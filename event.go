@@ -30,11 +30,16 @@ type Event struct {
 	// anything after it, so an event committed after a change that removed
 	// someone's access never reaches them. It has no Type and no Channels.
 	Recheck []string
+	// Gap, when set, makes this a control record saying that the source
+	// skipped changes up to here (its slot was re-created): no cursor
+	// before ID can resume. Logs shared by several nodes carry it to every
+	// gateway.
+	Gap bool
 }
 
-// IsControl reports whether e is a control record (Recheck), which is
-// never sent to clients.
-func (e *Event) IsControl() bool { return len(e.Recheck) > 0 }
+// IsControl reports whether e is a control record (Recheck, Gap), which
+// is never sent to clients.
+func (e *Event) IsControl() bool { return len(e.Recheck) > 0 || e.Gap }
 
 type eventJSON struct {
 	EventID   Cursor `json:"eventId"`

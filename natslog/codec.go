@@ -19,8 +19,13 @@ const (
 	HeaderCursor = "Cdc-Cursor"
 )
 
-// controlToken is the last subject token of control records.
-const controlToken = "_control"
+// controlToken and gapToken are the last subject tokens of control
+// records; gaps have a subject of their own, so that a gateway finds the
+// newest with one read when it starts.
+const (
+	controlToken = "_control"
+	gapToken     = "_gap"
+)
 
 // wireEvent is an event as the stream stores it: everything a gateway
 // needs to serve it exactly as the reader mapped it. Rows keep their
@@ -37,14 +42,18 @@ type wireEvent struct {
 	TxID     uint32               `json:"tx,omitempty"`
 	Channels []string             `json:"channels,omitempty"`
 	Recheck  []string             `json:"recheck,omitempty"`
+	Gap      bool                 `json:"gap,omitempty"`
 }
 
 // Subject returns the subject an event is published on: prefix, then its
 // type's tokens (exam.published: <prefix>.exam.published), or
-// <prefix>._control for a control record. Characters a subject token may
+// <prefix>._control for a control record (<prefix>._gap for a gap). Characters a subject token may
 // not hold become '_'.
 func Subject(prefix string, ev *broadcaster.Event) string {
-	if ev.IsControl() {
+	switch {
+	case ev.Gap:
+		return prefix + "." + gapToken
+	case ev.IsControl():
 		return prefix + "." + controlToken
 	}
 	typ := strings.Map(func(r rune) rune {
@@ -65,7 +74,7 @@ func Encode(prefix string, ev *broadcaster.Event) (*nats.Msg, error) {
 	w := wireEvent{
 		ID: ev.ID, Type: ev.Type, Table: ev.Table, Op: uint8(ev.Op),
 		TimeNS: ev.Timestamp.UnixNano(), UserID: ev.UserID, TxID: ev.TxID,
-		Channels: ev.Channels, Recheck: ev.Recheck,
+		Channels: ev.Channels, Recheck: ev.Recheck, Gap: ev.Gap,
 	}
 	var err error
 	if w.Data, err = encodeRow(ev.Data); err != nil {
@@ -119,7 +128,7 @@ func Decode(data []byte) (broadcaster.Event, error) {
 	ev := broadcaster.Event{
 		ID: w.ID, Type: w.Type, Table: w.Table, Op: broadcaster.Op(w.Op),
 		Timestamp: time.Unix(0, w.TimeNS), UserID: w.UserID, TxID: w.TxID,
-		Channels: w.Channels, Recheck: w.Recheck,
+		Channels: w.Channels, Recheck: w.Recheck, Gap: w.Gap,
 	}
 	var err error
 	if ev.Data, err = decodeRow(w.Data); err != nil {

@@ -30,6 +30,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		}},
 		{"truncate", broadcaster.Event{ID: broadcaster.Cursor{LSN: 1, Pos: 1}, Type: "exam.truncated", Table: "exams", Op: broadcaster.OpTruncate, Timestamp: at, Channels: []string{"table:exams"}}},
 		{"control record", broadcaster.Event{ID: broadcaster.Cursor{LSN: 2, Pos: 4}, Timestamp: at, TxID: 9, Recheck: []string{"class_teachers", "audit.logins"}}},
+		{"gap", broadcaster.Event{ID: broadcaster.Cursor{LSN: 3}, Timestamp: at, Gap: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,7 +50,7 @@ func TestCodecRoundTrip(t *testing.T) {
 			if string(want) != string(back) {
 				t.Fatalf("client JSON differs:\n got %s\nwant %s", back, want)
 			}
-			if !got.Timestamp.Equal(tt.ev.Timestamp) || !slices.Equal(got.Channels, tt.ev.Channels) || !slices.Equal(got.Recheck, tt.ev.Recheck) || got.IsControl() != tt.ev.IsControl() {
+			if !got.Timestamp.Equal(tt.ev.Timestamp) || !slices.Equal(got.Channels, tt.ev.Channels) || !slices.Equal(got.Recheck, tt.ev.Recheck) || got.IsControl() != tt.ev.IsControl() || got.Gap != tt.ev.Gap {
 				t.Fatalf("decoded %+v, want %+v", got, tt.ev)
 			}
 		})
@@ -64,6 +65,7 @@ func TestSubject(t *testing.T) {
 		{broadcaster.Event{Type: "exam.published"}, "cdc.exam.published"},
 		{broadcaster.Event{Type: "exam session.started*"}, "cdc.exam_session.started_"},
 		{broadcaster.Event{Recheck: []string{"t"}}, "cdc._control"},
+		{broadcaster.Event{Gap: true}, "cdc._gap"},
 		{broadcaster.Event{}, "cdc._"},
 	} {
 		if got := Subject("cdc", &tt.ev); got != tt.want {

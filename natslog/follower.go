@@ -25,6 +25,7 @@ const followBatch = 512
 type Follower struct {
 	*eventlog.Memory // the cache
 	stream           jetstream.Stream
+	prefix           string
 	log              *slog.Logger
 
 	// OnReset, when set before Run, is called when the stream turns out to
@@ -56,6 +57,7 @@ func NewFollower(stream jetstream.Stream, cacheEvents int, o Options) *Follower 
 	return &Follower{
 		Memory: eventlog.NewMemory(eventlog.Options{MaxEvents: cacheEvents, MaxAge: 100 * 365 * 24 * time.Hour}),
 		stream: stream,
+		prefix: o.SubjectPrefix,
 		log:    o.Logger,
 	}
 }
@@ -124,6 +126,23 @@ func (f *Follower) follow(ctx context.Context) error {
 	f.mu.Unlock()
 	if recreated {
 		f.reset()
+	}
+	if start == 1 || recreated {
+		// The newest gap in the stream: no cursor before it can resume,
+		// even one the stream still holds events after.
+		msg, err := f.stream.GetLastMsgForSubject(ctx, f.prefix+"."+gapToken)
+		switch {
+		case err == nil:
+			if ev, err := Decode(msg.Data); err == nil {
+				f.mu.Lock()
+				if f.resetFloor.Before(ev.ID) {
+					f.resetFloor, f.resetAt = ev.ID, ev.Timestamp
+				}
+				f.mu.Unlock()
+			}
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return fmt.Errorf("look for gaps: %w", err)
+		}
 	}
 	if start == 1 {
 		first := info.State.FirstSeq
@@ -205,10 +224,19 @@ func (f *Follower) follow(ctx context.Context) error {
 			return fmt.Errorf("message metadata: %w", err)
 		}
 		ev, err := Decode(msg.Data())
-		if err != nil {
+		switch {
+		case err != nil:
 			// Not ours, or damaged: skipped, never delivered partly.
 			f.log.Error("natslog: a stream message is not an event; skipped", "seq", meta.Sequence.Stream, "err", err)
-		} else {
+		case ev.Gap:
+			// The reader skipped changes: what came before is
+			// behind a hole.
+			if err := f.Memory.Append(ctx, broadcaster.Batch{Events: batch}); err != nil {
+				return err
+			}
+			batch = batch[:0]
+			f.gap(ev.ID)
+		default:
 			batch = append(batch, ev)
 		}
 		f.mu.Lock()
@@ -237,13 +265,20 @@ func (f *Follower) createdAt() time.Time {
 // reset handles a stream created again: nothing up to the cache's head can
 // be resumed any more.
 func (f *Follower) reset() {
-	floor := f.Memory.Head()
+	f.log.Error("natslog: the event stream was deleted and created again; clients are told to reset", "floor", f.Memory.Head())
+	f.gap(f.Memory.Head())
+}
+
+// gap makes every cursor before floor unresumable, here and in the
+// stream, and tells the gateway.
+func (f *Follower) gap(floor broadcaster.Cursor) {
 	now := time.Now()
 	f.Memory.Raise(floor, now)
 	f.mu.Lock()
-	f.resetFloor, f.resetAt = floor, now
+	if f.resetFloor.Before(floor) {
+		f.resetFloor, f.resetAt = floor, now
+	}
 	f.mu.Unlock()
-	f.log.Error("natslog: the event stream was deleted and created again; clients are told to reset", "floor", floor)
 	if f.OnReset != nil {
 		f.OnReset(floor)
 	}

@@ -132,7 +132,16 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 			OnGap: func(at broadcaster.LSN) {
 				floor := broadcaster.Cursor{LSN: at - 1}
 				if evlog.memory == nil {
-					log.Error("the replication slot was re-created and changes were skipped; with log.backend nats the gateways' clients are not yet told to reset (issue 12)", "resume", floor)
+					// The stream carries the gap to every gateway, in
+					// order: each raises its floor there and tells its
+					// clients to reset.
+					if head := evlog.sink.Head(); !head.Before(floor) {
+						floor = broadcaster.Cursor{LSN: head.LSN, Pos: head.Pos + 1}
+					}
+					gap := broadcaster.Batch{Events: []broadcaster.Event{{ID: floor, Gap: true, Timestamp: time.Now()}}}
+					if err := evlog.sink.Append(context.Background(), gap); err != nil {
+						log.Error("cannot publish the gap to the event stream; the gateways' clients are not told to reset", "err", err)
+					}
 					return
 				}
 				// Changes were skipped: no cursor from before can resume,
