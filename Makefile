@@ -9,7 +9,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 30s
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build test test-deps test-short vet staticcheck fuzz demo bench soak clean
+.PHONY: all build test test-deps test-short vet staticcheck fuzz demo cluster bench soak clean
 
 all: build
 
@@ -52,6 +52,11 @@ demo:
 	else \
 		echo "make demo: scripts/demo.sh does not exist yet (the demo arrives with issue 5)" >&2; exit 1; \
 	fi
+
+# docs/cluster.md on one machine: three NATS JetStream servers, three serve
+# nodes (dashboards on 8080-8082), the example school and its simulator.
+cluster:
+	bash scripts/cluster.sh
 
 # Benchmarks against baselines measured in the same run (BENCHMARKS.md);
 # not part of `make test`.

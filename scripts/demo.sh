@@ -30,18 +30,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=scripts/pg.sh
 source "$ROOT/scripts/pg.sh"
+SAY_AS=demo
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 DEMO_DURATION=${DEMO_DURATION:-}
 DEMO_RATE=${DEMO_RATE:-2}
 DEMO_KEEP=${DEMO_KEEP:-}
 DEMO_PORT=${DEMO_PORT:-8080}
 DEMO_HOST=${DEMO_HOST:-127.0.0.1}
-
-say() { echo "demo: $*" >&2; }
-die() {
-	say "$*"
-	exit 1
-}
 
 if [ -n "$DEMO_DURATION" ] && ! [[ "$DEMO_DURATION" =~ ^[0-9]+$ ]]; then
 	die "DEMO_DURATION=$DEMO_DURATION: want a whole number of seconds"
@@ -51,49 +48,18 @@ if ! [[ "$DEMO_PORT" =~ ^[0-9]+$ ]] || [ "$DEMO_PORT" -lt 1 ] || [ "$DEMO_PORT" 
 fi
 command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/doc/install)"
 
-# port_busy PORT: something already accepts connections on it.
-port_busy() {
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 if port_busy "$DEMO_PORT"; then
 	die "port $DEMO_PORT is already in use (see: ss -ltnp 'sport = :$DEMO_PORT'); stop that program or run with DEMO_PORT=<another port>"
 fi
 
 # -- Build ------------------------------------------------------------------
-say "building bin/cdc-broadcaster and bin/school-sim"
-VERSION=$(git describe --always --dirty 2>/dev/null || echo dev)
-go build -ldflags "-X main.version=$VERSION" -o bin/cdc-broadcaster ./cmd/cdc-broadcaster
-go build -o bin/school-sim ./cmd/school-sim
-CDCB="$ROOT/bin/cdc-broadcaster"
-SIM="$ROOT/bin/school-sim"
+build_binaries
 
 pg_ensure_installed
 
 # -- Cleanup: from here on, every exit goes through it ------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cdc-demo.XXXXXX")
 PIDS=()
-
-# stop_pids PID... sends SIGTERM, waits up to 10 s, then SIGKILL.
-stop_pids() {
-	local pid i alive
-	for pid in "$@"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for i in $(seq 1 100); do
-		alive=0
-		for pid in "$@"; do
-			if kill -0 "$pid" 2>/dev/null; then
-				alive=1
-			fi
-		done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
-	for pid in "$@"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-}
 
 cleanup() {
 	local code=$?
@@ -125,61 +91,22 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # -- Database -----------------------------------------------------------------
-say "starting PostgreSQL in $TMP"
-pg_start "$TMP"
-pg_psql postgres -c "CREATE DATABASE school" >/dev/null
-for f in 001_school_schema.sql 002_replication.sql 010_example_data.sql; do
-	say "applying migrations/$f"
-	pg_psql school -f "migrations/$f" >/dev/null
-done
-# The dashboards' data endpoints (demo/) also show people's names, which
-# 002_replication.sql keeps from the broadcaster's role.
-pg_psql school -c "GRANT SELECT (first_name, last_name) ON users TO cdc_broadcaster" >/dev/null
-DB_SIM="postgres://postgres@127.0.0.1:$PG_PORT/school"
+school_db_start "$TMP"
 
 # -- Config -------------------------------------------------------------------
-# The broadcaster connects as its own role (002_replication.sql), with no
-# password: the throwaway cluster trusts loopback connections.
+# The broadcaster connects as its own role (DB_CDC), server.demo on.
 CONFIG="$TMP/config.yaml"
-DB_CDC="postgres://cdc_broadcaster@127.0.0.1:$PG_PORT/school"
-# server.demo on; every connection comes from this machine, so the
-# per-IP connection limit is raised for reloads and many tabs.
 URL_HOST=localhost
 [ "$DEMO_HOST" = "127.0.0.1" ] || [ "$DEMO_HOST" = "0.0.0.0" ] || URL_HOST=$DEMO_HOST
 ORIGINS="[\"http://localhost:$DEMO_PORT\", \"http://127.0.0.1:$DEMO_PORT\", \"http://$URL_HOST:$DEMO_PORT\"]"
-sed -e "s|^  database_url: .*|  database_url: $DB_CDC|" \
-	-e 's|^  format: json |  format: text |' \
-	-e "s|^  listen: .*|  listen: \"$DEMO_HOST:$DEMO_PORT\"|" \
-	-e "s|^  allowed_origins: .*|  allowed_origins: $ORIGINS|" \
-	-e 's|^  demo: false |  demo: true |' \
-	-e 's|^  max_connections_per_ip_per_minute: .*|  max_connections_per_ip_per_minute: 600|' \
-	config.example.yaml >"$CONFIG"
-for want in "  database_url: $DB_CDC" '  format: text ' "  listen: \"$DEMO_HOST:$DEMO_PORT\"" '  allowed_origins: [' \
-	'  demo: true ' '  max_connections_per_ip_per_minute: 600'; do
-	grep -qF "$want" "$CONFIG" || die "could not set \"$want\" in $CONFIG (config.example.yaml changed?)"
-done
-CDC_AUTH_JWT_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+write_demo_config "$CONFIG" "$DEMO_HOST:$DEMO_PORT" "$ORIGINS"
+CDC_AUTH_JWT_SECRET=$(new_dev_secret)
 export CDC_AUTH_JWT_SECRET
 
 say "cdc-broadcaster check"
 "$CDCB" check --config "$CONFIG" >&2 || die "check failed"
 
 # -- Programs -----------------------------------------------------------------
-# wait_for_log FILE PATTERN PID: until the log shows PATTERN, or PID dies.
-wait_for_log() {
-	local file=$1 pattern=$2 pid=$3 i
-	for i in $(seq 1 200); do
-		if grep -q "$pattern" "$file" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	say "no \"$pattern\" in $file; last lines:"
-	tail -n 20 "$file" >&2
-	return 1
-}
-
 "$CDCB" serve --config "$CONFIG" >"$TMP/serve.log" 2>&1 &
 SERVE_PID=$!
 PIDS+=("$SERVE_PID")

@@ -4,6 +4,9 @@
 # needed beyond Debian packages. Each dependency is one ensure_* function;
 # add new ones (chromium, node packages, ...) the same way and call them at
 # the bottom.
+#
+# With arguments, installs only those: `bash scripts/test-deps.sh nats_server`
+# runs ensure_nats_server alone (scripts/cluster.sh does).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -145,6 +148,17 @@ ensure_e2e_node_modules() {
 		(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 	fi
 }
+
+if [ "$#" -gt 0 ]; then
+	for dep in "$@"; do
+		if ! declare -F "ensure_$dep" >/dev/null; then
+			log "unknown dependency $dep (want e.g. nats_server for ensure_nats_server)"
+			exit 2
+		fi
+		"ensure_$dep"
+	done
+	exit 0
+fi
 
 ensure_postgres
 ensure_staticcheck
