@@ -395,3 +395,68 @@ func TestClusterNATSServerKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSlotRecreated: the slot dropped from under the reader and
+// re-created: the changes in between are gone, so clients on every node
+// are told to reset, a cursor from before gets 410 on every node, and the
+// next changes flow; no gap is silent.
+func TestClusterSlotRecreated(t *testing.T) {
+	nc := StartNATSCluster(t, 1)
+	db := NewDB(t, WithExampleData())
+	nodes := startClusterNodes(t, db, nc, "all", "gateway")
+	tok := gwUserToken(t, "2", "admin")
+	var clients []*gwClient
+	for _, n := range nodes {
+		cl := gwConnect(t, "admin@"+n.name, n.wsURL, gwViaHeader, tok)
+		cl.mustSubscribe("table:attendance")
+		clients = append(clients, cl)
+	}
+	first := markAttendance(t, db, 2)
+	var old string
+	for _, cl := range clients {
+		m := cl.nextEvent("attendance.marked")
+		if idOf(m) != first {
+			t.Fatalf("%s: row %d, want %d", cl.name, idOf(m), first)
+		}
+		old = m.Event.Cursor
+	}
+	slot := "s_" + db.Name
+	deadline := time.Now().Add(gwWait)
+	for {
+		_, err := db.Pool.Exec(context.Background(), "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL", slot)
+		if err == nil {
+			if _, err = db.Pool.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", slot); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not drop the slot: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	markAttendance(t, db, 2) // while no slot exists: lost
+	for _, cl := range clients {
+		m, _ := cl.waitFor(gwWait, "reset", func(m gwMsg) bool { return m.Type == "reset" || m.Type == "event" })
+		if m.Type != "reset" || m.Reason != "cursor_expired" {
+			t.Fatalf("%s after the slot was re-created: %s, want reset", cl.name, m)
+		}
+	}
+	for _, n := range nodes {
+		r, err := syncGet(n.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {old}})
+		if err != nil || r.Status != http.StatusGone {
+			t.Fatalf("%s: /sync from before the gap: %v %d %s, want 410", n.name, err, r.Status, r.Raw)
+		}
+	}
+	next := markAttendance(t, db, 2)
+	for _, cl := range clients {
+		if m := cl.nextEvent("attendance.marked"); idOf(m) != next {
+			t.Fatalf("%s: row %d after the gap, want %d", cl.name, idOf(m), next)
+		}
+	}
+	// A gateway that starts now knows the gap too.
+	late := startClusterNodes(t, db, nc, "gateway")[0]
+	r, err := syncGet(late.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {old}})
+	if err != nil || r.Status != http.StatusGone {
+		t.Fatalf("a gateway started after the gap: /sync from before it: %v %d %s, want 410", err, r.Status, r.Raw)
+	}
+}
