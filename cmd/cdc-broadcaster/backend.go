@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 	"github.com/treasure-home/cdc-broadcaster/config"
@@ -111,4 +116,57 @@ func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, read
 		l.follower, l.reader, l.cache = f, f, f.Memory
 	}
 	return l, nil
+}
+
+// busCheckTimeout bounds check's and setup's questions to NATS.
+const busCheckTimeout = 15 * time.Second
+
+// checkBus runs natslog.Check on the configured stream (backend nats): a
+// NATS that cannot be reached is one problem among the others.
+func checkBus(ctx context.Context, cfg *config.Config, log *slog.Logger) (natslog.CheckResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
+	defer cancel()
+	o := natsOptions(cfg, log, "cdc-broadcaster check")
+	nc, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		return natslog.CheckResult{Problems: []natslog.Finding{{Key: "log.nats.urls", Msg: fmt.Sprintf("cannot reach NATS: %v", err)}}}, nil
+	}
+	defer nc.Close()
+	return natslog.Check(ctx, js, o)
+}
+
+// describeStream says what stream setup creates.
+func describeStream(c jetstream.StreamConfig) string {
+	return fmt.Sprintf("JetStream stream %s: subjects %s, %d replica(s), %s storage, at most %d messages and %s, duplicate window %s",
+		c.Name, strings.Join(c.Subjects, ", "), c.Replicas, c.Storage, c.MaxMsgs, c.MaxAge, c.Duplicates)
+}
+
+// setupStream creates the configured stream when it is missing (backend
+// nats), printing what it does (only printing with dryRun). done reports
+// whether there was anything to do.
+func setupStream(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer, dryRun bool) (done bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
+	defer cancel()
+	o := natsOptions(cfg, log, "cdc-broadcaster setup")
+	o.Create = true
+	nc, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		return false, err
+	}
+	defer nc.Close()
+	sc := natslog.StreamConfig(o)
+	switch _, err := js.Stream(ctx, sc.Name); {
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return false, fmt.Errorf("look up stream %s: %w", sc.Name, err)
+	}
+	fmt.Fprintf(out, "-- create %s\n", describeStream(sc))
+	if dryRun {
+		return true, nil
+	}
+	if _, err := natslog.EnsureStream(ctx, js, o); err != nil {
+		return false, err
+	}
+	return true, nil
 }
