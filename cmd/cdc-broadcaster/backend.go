@@ -46,8 +46,10 @@ type eventLog struct {
 	cache  *eventlog.Memory
 	// memory is the memory log (backend memory only).
 	memory *eventlog.Memory
-	// follower runs while serve does (backend nats, with a gateway).
+	// follower runs while serve does (backend nats, with a gateway);
+	// writer publishes (backend nats, with a reader).
 	follower *natslog.Follower
+	writer   *natslog.Writer
 	closers  []func()
 }
 
@@ -89,9 +91,11 @@ func natsOptions(cfg *config.Config, log *slog.Logger, name string) natslog.Opti
 }
 
 // openNATSLog connects to the stream: a writer for the reader role, a
-// follower with its cache for the gateway role.
-func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, reader, gateway bool) (*eventLog, error) {
+// follower with its cache for the gateway role. observePublish is told the
+// writer's publish-to-ack latencies.
+func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, reader, gateway bool, observePublish func(time.Duration)) (*eventLog, error) {
 	o := natsOptions(cfg, log, "cdc-broadcaster "+version)
+	o.ObservePublish = observePublish
 	nc, js, err := natslog.Connect(ctx, o)
 	if err != nil {
 		return nil, err
@@ -109,7 +113,7 @@ func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, read
 			return nil, err
 		}
 		l.closers = append(l.closers, w.Close)
-		l.sink, l.bound = w, w.Confirmable
+		l.sink, l.bound, l.writer = w, w.Confirmable, w
 	}
 	if gateway {
 		f := natslog.NewFollower(st, cfg.Log.CacheEvents, o)
