@@ -127,10 +127,11 @@ const busCheckTimeout = 15 * time.Second
 
 // checkBus runs natslog.Check on the configured stream (backend nats): a
 // NATS that cannot be reached is one problem among the others.
-func checkBus(ctx context.Context, cfg *config.Config, log *slog.Logger) (natslog.CheckResult, error) {
+func checkBus(ctx context.Context, cfg *config.Config) (natslog.CheckResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
 	defer cancel()
-	o := natsOptions(cfg, log, "cdc-broadcaster check")
+	// The connection's own events (a disconnect at Close) are noise here.
+	o := natsOptions(cfg, slog.New(slog.DiscardHandler), "cdc-broadcaster check")
 	nc, js, err := natslog.Connect(ctx, o)
 	if err != nil {
 		return natslog.CheckResult{Problems: []natslog.Finding{{Key: "log.nats.urls", Msg: fmt.Sprintf("cannot reach NATS: %v", err)}}}, nil
@@ -142,16 +143,16 @@ func checkBus(ctx context.Context, cfg *config.Config, log *slog.Logger) (natslo
 // describeStream says what stream setup creates.
 func describeStream(c jetstream.StreamConfig) string {
 	return fmt.Sprintf("JetStream stream %s: subjects %s, %d replica(s), %s storage, at most %d messages and %s, duplicate window %s",
-		c.Name, strings.Join(c.Subjects, ", "), c.Replicas, c.Storage, c.MaxMsgs, c.MaxAge, c.Duplicates)
+		c.Name, strings.Join(c.Subjects, ", "), c.Replicas, strings.ToLower(c.Storage.String()), c.MaxMsgs, c.MaxAge, c.Duplicates)
 }
 
 // setupStream creates the configured stream when it is missing (backend
 // nats), printing what it does (only printing with dryRun). done reports
 // whether there was anything to do.
-func setupStream(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer, dryRun bool) (done bool, err error) {
+func setupStream(ctx context.Context, cfg *config.Config, out io.Writer, dryRun bool) (done bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
 	defer cancel()
-	o := natsOptions(cfg, log, "cdc-broadcaster setup")
+	o := natsOptions(cfg, slog.New(slog.DiscardHandler), "cdc-broadcaster setup")
 	o.Create = true
 	nc, js, err := natslog.Connect(ctx, o)
 	if err != nil {

@@ -148,7 +148,7 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 
 	bus := ""
 	if cfg.Log.Backend == config.BackendNATS {
-		r, err := checkBus(ctx, cfg, log)
+		r, err := checkBus(ctx, cfg)
 		if err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func (c *SetupCommand) Run(ctx context.Context, args []string) error {
 	}
 	stream := false
 	if cfg.Log.Backend == config.BackendNATS {
-		if stream, err = setupStream(ctx, cfg, log, c.main.Stdout, c.dryRun); err != nil {
+		if stream, err = setupStream(ctx, cfg, c.main.Stdout, c.dryRun); err != nil {
 			return err
 		}
 		if stream && !c.dryRun {
