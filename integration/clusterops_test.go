@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/treasure-home/cdc-broadcaster/natslog"
 )
 
 // Issue 12, operations: check and setup on the bus, and the stats and
@@ -221,4 +223,47 @@ func getMetrics(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestClusterCheckReplicas: on a three-server JetStream cluster, reached
+// through one server's URL, a missing stream of three replicas can be
+// created and one of five cannot.
+func TestClusterCheckReplicas(t *testing.T) {
+	nc := StartNATSCluster(t, 3)
+	ctx := context.Background()
+	o := natslog.Options{URLs: []string{nc.ClientURL(0)}, Stream: "CHECK_R", SubjectPrefix: "check_r", Create: true}
+	conn, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The servers' INFO lists the others shortly after the connect.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(conn.Servers()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		replicas int
+		problem  string
+	}{
+		{1, ""},
+		{3, ""},
+		{5, "5 replicas need at least 5 JetStream servers, and cluster"},
+	} {
+		o.Replicas = c.replicas
+		r, err := natslog.Check(ctx, js, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case c.problem == "" && len(r.Problems) > 0:
+			t.Errorf("R%d: %v", c.replicas, r.Problems)
+		case c.problem != "" && (len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Msg, c.problem)):
+			t.Errorf("R%d: %v; want %q", c.replicas, r.Problems, c.problem)
+		}
+	}
+	o.Replicas = 3
+	if _, err := natslog.EnsureStream(ctx, js, o); err != nil {
+		t.Fatalf("R3 judged creatable: %v", err)
+	}
 }
