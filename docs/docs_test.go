@@ -89,6 +89,11 @@ func registered(t *testing.T) map[string][]string {
 			Log:    func() metrics.LogStats { return metrics.LogStats{Events: 1, Oldest: now.Add(-time.Minute)} },
 			Events: func() map[string]uint64 { return map[string]uint64{"user.created": 1} },
 			Slot:   mon,
+			Node: func() metrics.NodeStatus {
+				return metrics.NodeStatus{ID: "node-a:8080", Role: "all", Reader: metrics.ReaderLeader, ReaderSince: now}
+			},
+			Publisher: func() metrics.PublisherStats { return metrics.PublisherStats{Published: 1} },
+			Follower:  func() metrics.FollowerStats { return metrics.FollowerStats{Following: true} },
 		},
 	})
 	mfs, err := m.Registry().Gather()

@@ -60,6 +60,13 @@ var (
 	descSlotSafe      = newDesc("slot_safe_wal_size_bytes", "WAL that can still be written before the slot is in danger of invalidation (absent when max_slot_wal_keep_size is unlimited).")
 	descSlotPolled    = newDesc("slot_last_poll_timestamp_seconds", "Time of the slot monitor's last successful poll, in Unix seconds.")
 	descSlotErrors    = newDesc("slot_poll_errors_total", "Failed polls of the replication slot's state.")
+
+	descReaderLeader  = newDesc("reader_leader", "1 on the node whose reader streams the slot (the leader), 0 on the others.")
+	descFailovers     = newDesc("reader_failovers_total", "Times this node's reader took over as the leader from another.")
+	descPublished     = newDesc("stream_published_total", "Events published to the JetStream stream (again after a failure too).")
+	descPublishErrors = newDesc("stream_publish_errors_total", "Publishes to the JetStream stream that failed (no acknowledgement in time, no quorum, a NATS server gone); each is made again.")
+	descFollowing     = newDesc("stream_following", "1 while the gateway reads the JetStream stream.")
+	descStreamLag     = newDesc("stream_lag_events", "Events the gateway is behind the JetStream stream's last event.")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -73,6 +80,7 @@ var allDescs = []*prometheus.Desc{
 	descLastCommit, descLagBytes, descLagSeconds, descServerLSN, descSlotConfirmed,
 	descSlotExists, descSlotActive, descSlotLost, descSlotRetained, descSlotThreshold,
 	descSlotOver, descSlotSafe, descSlotPolled, descSlotErrors,
+	descReaderLeader, descFailovers, descPublished, descPublishErrors, descFollowing, descStreamLag,
 }
 
 // collector turns a Snapshot into metrics at each scrape.
@@ -150,6 +158,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			e.gauge(descLagBytes, float64(r.Lag.Bytes))
 			e.gauge(descLagSeconds, r.Lag.Duration.Seconds())
 		}
+	}
+	if r := st.Reader; r != nil {
+		e.gauge(descReaderLeader, boolFloat(r.State == ReaderLeader))
+		e.counter(descFailovers, float64(st.failovers))
+	}
+	if p := st.Publish; p != nil {
+		e.counter(descPublished, float64(p.Published))
+		e.counter(descPublishErrors, float64(p.Failures))
+	}
+	if f := st.Stream; f != nil {
+		e.gauge(descFollowing, boolFloat(f.Following))
+		e.gauge(descStreamLag, float64(f.Lag))
 	}
 	if s := st.Slot; s != nil {
 		e.gauge(descSlotThreshold, float64(s.Threshold))

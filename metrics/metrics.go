@@ -28,13 +28,14 @@ type Options struct {
 
 // Metrics holds the service's Prometheus registry: the Go runtime and
 // process collectors, a collector that reads Sources at each scrape, and the
-// latency histograms fed by ObserveDelivery and ObserveSQL.
+// latency histograms fed by ObserveDelivery, ObserveSQL and ObservePublish.
 type Metrics struct {
 	now      func() time.Time
 	reg      *prometheus.Registry
 	sources  atomic.Pointer[Sources]
 	delivery prometheus.Histogram
 	aclSQL   prometheus.Histogram
+	publish  prometheus.Histogram
 }
 
 // Latency histogram buckets, in seconds.
@@ -62,7 +63,13 @@ func New(opts Options) *Metrics {
 		Help:      "Duration of the queries of sql access rules.",
 		Buckets:   sqlBuckets,
 	})
-	m.reg.MustRegister(m.delivery, m.aclSQL, &collector{m: m})
+	m.publish = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace,
+		Name:      "stream_publish_seconds",
+		Help:      "Time from publishing an event to the JetStream stream to its acknowledgement.",
+		Buckets:   sqlBuckets,
+	})
+	m.reg.MustRegister(m.delivery, m.aclSQL, m.publish, &collector{m: m})
 	if opts.Version != "" {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace:   Namespace,
@@ -109,4 +116,10 @@ func (m *Metrics) ObserveDelivery(commit time.Time) {
 // access rules' query hook.
 func (m *Metrics) ObserveSQL(d time.Duration) {
 	m.aclSQL.Observe(d.Seconds())
+}
+
+// ObservePublish records how long the stream took to acknowledge an event
+// published to it. It is the stream writer's hook (natslog.Options).
+func (m *Metrics) ObservePublish(d time.Duration) {
+	m.publish.Observe(d.Seconds())
 }

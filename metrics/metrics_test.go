@@ -56,6 +56,13 @@ func fakeSources(t *testing.T, c *clock) Sources {
 		},
 		Events: func() map[string]uint64 { return map[string]uint64{"exam.submitted": 9, "user.created": 3} },
 		Slot:   mon,
+		Node: func() NodeStatus {
+			return NodeStatus{ID: "node-a:8080", Role: "all", Reader: ReaderLeader, ReaderSince: t0.Add(-time.Minute)}
+		},
+		Publisher: func() PublisherStats { return PublisherStats{Published: 14, Failures: 1, InFlight: 2} },
+		Follower: func() FollowerStats {
+			return FollowerStats{Following: true, Sequence: 12, LastSequence: 14, Lag: 2}
+		},
 	}
 }
 
@@ -196,13 +203,31 @@ cdc_broadcaster_slot_last_poll_timestamp_seconds 1.7644104e+09
 # HELP cdc_broadcaster_slot_poll_errors_total Failed polls of the replication slot's state.
 # TYPE cdc_broadcaster_slot_poll_errors_total counter
 cdc_broadcaster_slot_poll_errors_total 0
+# HELP cdc_broadcaster_reader_leader 1 on the node whose reader streams the slot (the leader), 0 on the others.
+# TYPE cdc_broadcaster_reader_leader gauge
+cdc_broadcaster_reader_leader 1
+# HELP cdc_broadcaster_reader_failovers_total Times this node's reader took over as the leader from another.
+# TYPE cdc_broadcaster_reader_failovers_total counter
+cdc_broadcaster_reader_failovers_total 0
+# HELP cdc_broadcaster_stream_published_total Events published to the JetStream stream (again after a failure too).
+# TYPE cdc_broadcaster_stream_published_total counter
+cdc_broadcaster_stream_published_total 14
+# HELP cdc_broadcaster_stream_publish_errors_total Publishes to the JetStream stream that failed (no acknowledgement in time, no quorum, a NATS server gone); each is made again.
+# TYPE cdc_broadcaster_stream_publish_errors_total counter
+cdc_broadcaster_stream_publish_errors_total 1
+# HELP cdc_broadcaster_stream_following 1 while the gateway reads the JetStream stream.
+# TYPE cdc_broadcaster_stream_following gauge
+cdc_broadcaster_stream_following 1
+# HELP cdc_broadcaster_stream_lag_events Events the gateway is behind the JetStream stream's last event.
+# TYPE cdc_broadcaster_stream_lag_events gauge
+cdc_broadcaster_stream_lag_events 2
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), metricNames(want)...); err != nil {
 		t.Error(err)
 	}
-	// Nothing else but the two histograms.
-	if n, err := testutil.GatherAndCount(m.Registry()); err != nil || n != sampleLines(want)+2 {
-		t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, sampleLines(want)+2)
+	// Nothing else but the three histograms.
+	if n, err := testutil.GatherAndCount(m.Registry()); err != nil || n != sampleLines(want)+3 {
+		t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, sampleLines(want)+3)
 	}
 }
 
@@ -243,12 +268,13 @@ func TestNoSources(t *testing.T) {
 	for _, mf := range mfs {
 		got = append(got, mf.GetName())
 	}
-	want := "cdc_broadcaster_acl_sql_query_duration_seconds cdc_broadcaster_commit_to_send_seconds"
+	want := "cdc_broadcaster_acl_sql_query_duration_seconds cdc_broadcaster_commit_to_send_seconds cdc_broadcaster_stream_publish_seconds"
 	if strings.Join(got, " ") != want {
 		t.Errorf("families = %v; want %s", got, want)
 	}
 	st := m.Snapshot()
-	if st.Gateway != nil || st.Replication != nil || st.Slot != nil || st.Events != nil || st.ACL != nil || st.EventLog != nil {
+	if st.Gateway != nil || st.Replication != nil || st.Slot != nil || st.Events != nil || st.ACL != nil || st.EventLog != nil ||
+		st.Reader != nil || st.Node != "" || st.Publish != nil || st.Stream != nil {
 		t.Errorf("Snapshot without sources has sections: %+v", st)
 	}
 }
@@ -262,6 +288,7 @@ func TestLint(t *testing.T) {
 	m := New(Options{Sources: src, Now: c.now, Version: "test"})
 	m.ObserveDelivery(t0.Add(-time.Second))
 	m.ObserveSQL(time.Millisecond)
+	m.ObservePublish(2 * time.Millisecond)
 	problems, err := testutil.GatherAndLint(m.Registry())
 	if err != nil {
 		t.Fatal(err)
@@ -278,6 +305,7 @@ func TestHistograms(t *testing.T) {
 	m.ObserveDelivery(t0.Add(time.Second)) // the database's clock is ahead: no latency
 	m.ObserveDelivery(time.Time{})         // no commit time: ignored
 	m.ObserveSQL(3 * time.Millisecond)
+	m.ObservePublish(20 * time.Millisecond)
 	const want = `
 # HELP cdc_broadcaster_commit_to_send_seconds Time from an event's commit in the database to its frame written to a client.
 # TYPE cdc_broadcaster_commit_to_send_seconds histogram
@@ -316,6 +344,24 @@ cdc_broadcaster_acl_sql_query_duration_seconds_bucket{le="5"} 1
 cdc_broadcaster_acl_sql_query_duration_seconds_bucket{le="+Inf"} 1
 cdc_broadcaster_acl_sql_query_duration_seconds_sum 0.003
 cdc_broadcaster_acl_sql_query_duration_seconds_count 1
+# HELP cdc_broadcaster_stream_publish_seconds Time from publishing an event to the JetStream stream to its acknowledgement.
+# TYPE cdc_broadcaster_stream_publish_seconds histogram
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.0005"} 0
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.001"} 0
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.0025"} 0
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.005"} 0
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.01"} 0
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.025"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.05"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.1"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.25"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="0.5"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="1"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="2.5"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="5"} 1
+cdc_broadcaster_stream_publish_seconds_bucket{le="+Inf"} 1
+cdc_broadcaster_stream_publish_seconds_sum 0.02
+cdc_broadcaster_stream_publish_seconds_count 1
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want)); err != nil {
 		t.Error(err)

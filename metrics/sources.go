@@ -24,6 +24,61 @@ type Sources struct {
 	// Slot is the replication slot's monitor. It also supplies the
 	// server's WAL position, without which the replication lag is unknown.
 	Slot *SlotMonitor
+	// Node reports which node this is, its role and its reader's state.
+	Node func() NodeStatus
+	// Publisher reports the counters of the writer that publishes events
+	// to the stream (a reader with log.backend nats).
+	Publisher func() PublisherStats
+	// Follower reports where a gateway is in the stream (log.backend
+	// nats).
+	Follower func() FollowerStats
+}
+
+// Reader states (docs/cluster.md).
+const (
+	ReaderLeader  = "leader"  // this node streams the slot
+	ReaderStandby = "standby" // a reader candidate that does not stream it
+	ReaderOff     = "off"     // no reader role (serve --role gateway)
+)
+
+// NodeStatus is which node this is and what it does.
+type NodeStatus struct {
+	// ID names the node among the others (docs/metrics.md says how).
+	ID string
+	// Role is serve's --role: all, reader or gateway.
+	Role string
+	// Reader is ReaderLeader, ReaderStandby or ReaderOff, since
+	// ReaderSince.
+	Reader      string
+	ReaderSince time.Time
+	// Failovers counts the times this node took over as the leader from
+	// another.
+	Failovers uint64
+}
+
+// PublisherStats are the counters of the writer publishing to the stream.
+type PublisherStats struct {
+	// Published counts events published (again after a failure too).
+	Published uint64 `json:"published"`
+	// Failures counts failed publishes (each is made again).
+	Failures uint64 `json:"failures"`
+	// InFlight counts the events published and not yet acknowledged.
+	InFlight int `json:"inFlight"`
+	// Recovering is true while failed publishes are being made again.
+	Recovering bool `json:"recovering"`
+}
+
+// FollowerStats is where a gateway is in the stream.
+type FollowerStats struct {
+	// Following is true while it reads the stream.
+	Following bool `json:"following"`
+	// Sequence is the stream sequence of the newest event it has;
+	// LastSequence the stream's last when last seen; Lag the difference.
+	Sequence     uint64 `json:"sequence"`
+	LastSequence uint64 `json:"lastSequence"`
+	Lag          uint64 `json:"lag"`
+	// Error is why it does not read the stream, while it does not.
+	Error string `json:"error,omitempty"`
 }
 
 // StreamStatus is the replication stream's state.

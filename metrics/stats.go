@@ -11,13 +11,37 @@ import (
 // answers and what /metrics exposes. A section is nil when its source is
 // not wired.
 type Stats struct {
-	Time        time.Time         `json:"time"`
+	Time time.Time `json:"time"`
+	// Node, Role and Reader say which node this is and what it does.
+	Node        string            `json:"node,omitempty"`
+	Role        string            `json:"role,omitempty"`
+	Reader      *ReaderStats      `json:"reader,omitempty"`
 	Gateway     *GatewayStats     `json:"gateway,omitempty"`
 	Events      *EventStats       `json:"events,omitempty"`
 	ACL         *ACLStats         `json:"acl,omitempty"`
 	EventLog    *EventLogStats    `json:"eventLog,omitempty"`
 	Replication *ReplicationStats `json:"replication,omitempty"`
 	Slot        *SlotState        `json:"slot,omitempty"`
+	// Publish is the writer's (a reader on a stream); Stream a gateway's
+	// position in the stream.
+	Publish *PublisherStats `json:"publish,omitempty"`
+	Stream  *FollowerStats  `json:"stream,omitempty"`
+	// failovers is the reader's, for the metrics.
+	failovers uint64
+}
+
+// ReaderStats is the reader's state: leader, standby or off, since when.
+type ReaderStats struct {
+	State string
+	Since time.Time
+}
+
+// MarshalJSON encodes since in Unix milliseconds.
+func (r ReaderStats) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		State string `json:"state"`
+		Since int64  `json:"since"`
+	}{r.State, r.Since.UnixMilli()})
 }
 
 // EventStats counts the events emitted: appended to the event log.
@@ -123,6 +147,19 @@ func (m *Metrics) Snapshot() Stats {
 	src := m.sources.Load()
 	now := m.now()
 	st := Stats{Time: now.UTC()}
+	if src.Node != nil {
+		n := src.Node()
+		st.Node, st.Role, st.failovers = n.ID, n.Role, n.Failovers
+		st.Reader = &ReaderStats{State: n.Reader, Since: n.ReaderSince}
+	}
+	if src.Publisher != nil {
+		p := src.Publisher()
+		st.Publish = &p
+	}
+	if src.Follower != nil {
+		f := src.Follower()
+		st.Stream = &f
+	}
 	if src.Gateway != nil {
 		g := src.Gateway()
 		g.ActiveByRole = nonNil(g.ActiveByRole)

@@ -104,7 +104,7 @@ func TestStatsHandler(t *testing.T) {
 				}
 				return
 			}
-			for _, k := range []string{"time", "gateway", "events", "acl", "eventLog", "replication", "slot"} {
+			for _, k := range []string{"time", "node", "role", "reader", "gateway", "events", "acl", "eventLog", "replication", "slot", "publish", "stream"} {
 				if _, ok := body[k]; !ok {
 					t.Errorf("no %q in %s", k, rec.Body)
 				}
@@ -123,6 +123,12 @@ func TestStatsJSON(t *testing.T) {
 	}
 	const want = `{
   "time": "2025-11-29T10:00:00Z",
+  "node": "node-a:8080",
+  "role": "all",
+  "reader": {
+    "state": "leader",
+    "since": 1764410340000
+  },
   "gateway": {
     "connectionsActive": 3,
     "connectionsOpened": 7,
@@ -197,6 +203,18 @@ func TestStatsJSON(t *testing.T) {
     "overThreshold": true,
     "lost": false,
     "pollErrors": 0
+  },
+  "publish": {
+    "published": 14,
+    "failures": 1,
+    "inFlight": 2,
+    "recovering": false
+  },
+  "stream": {
+    "following": true,
+    "sequence": 12,
+    "lastSequence": 14,
+    "lag": 2
   }
 }`
 	if string(got) != want {

@@ -51,6 +51,9 @@ type Options struct {
 	Name string
 	// Logger receives connection events. Default: discarded.
 	Logger *slog.Logger
+	// ObservePublish, when set, is told how long each event a Writer
+	// published took to be acknowledged by the stream (a metrics hook).
+	ObservePublish func(time.Duration)
 }
 
 // withDefaults returns o with its zero fields set.

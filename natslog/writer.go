@@ -32,10 +32,11 @@ const publishTimeout = 5 * time.Second
 // holds, until it succeeds; Append waits meanwhile. Make it with NewWriter
 // and end it with Close. Its methods are safe for concurrent use.
 type Writer struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	prefix string
-	log    *slog.Logger
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	prefix  string
+	log     *slog.Logger
+	observe func(time.Duration)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,6 +77,7 @@ type entry struct {
 	// result is the outcome of fut once taken from it (a future answers
 	// once).
 	result *pubResult
+	sent   time.Time
 }
 
 type pubResult struct {
@@ -88,7 +90,7 @@ var _ broadcaster.Log = (*Writer)(nil)
 // NewWriter returns a Writer that goes on after the stream's last event.
 func NewWriter(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, o Options) (*Writer, error) {
 	o = o.withDefaults()
-	w := &Writer{js: js, stream: stream, prefix: o.SubjectPrefix, log: o.Logger, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	w := &Writer{js: js, stream: stream, prefix: o.SubjectPrefix, log: o.Logger, observe: o.ObservePublish, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	w.cond = sync.NewCond(&w.mu)
 	seq, head, err := streamHead(ctx, stream)
 	if err != nil {
@@ -260,7 +262,7 @@ func (w *Writer) publish(e *entry) {
 		e.pubErr = err
 		return
 	}
-	e.fut = fut
+	e.fut, e.sent = fut, time.Now()
 	w.lastSeq++
 	w.lastID = e.id.String()
 	w.published++
@@ -290,6 +292,9 @@ func (w *Writer) acker() {
 		if err != nil {
 			w.recover(err)
 			continue
+		}
+		if ack != nil && w.observe != nil {
+			w.observe(time.Since(e.sent))
 		}
 		w.mu.Lock()
 		if len(w.queue) > 0 && w.queue[0] == e {

@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 	"github.com/treasure-home/cdc-broadcaster/config"
@@ -41,8 +46,10 @@ type eventLog struct {
 	cache  *eventlog.Memory
 	// memory is the memory log (backend memory only).
 	memory *eventlog.Memory
-	// follower runs while serve does (backend nats, with a gateway).
+	// follower runs while serve does (backend nats, with a gateway);
+	// writer publishes (backend nats, with a reader).
 	follower *natslog.Follower
+	writer   *natslog.Writer
 	closers  []func()
 }
 
@@ -84,9 +91,11 @@ func natsOptions(cfg *config.Config, log *slog.Logger, name string) natslog.Opti
 }
 
 // openNATSLog connects to the stream: a writer for the reader role, a
-// follower with its cache for the gateway role.
-func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, reader, gateway bool) (*eventLog, error) {
+// follower with its cache for the gateway role. observePublish is told the
+// writer's publish-to-ack latencies.
+func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, reader, gateway bool, observePublish func(time.Duration)) (*eventLog, error) {
 	o := natsOptions(cfg, log, "cdc-broadcaster "+version)
+	o.ObservePublish = observePublish
 	nc, js, err := natslog.Connect(ctx, o)
 	if err != nil {
 		return nil, err
@@ -104,11 +113,65 @@ func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, read
 			return nil, err
 		}
 		l.closers = append(l.closers, w.Close)
-		l.sink, l.bound = w, w.Confirmable
+		l.sink, l.bound, l.writer = w, w.Confirmable, w
 	}
 	if gateway {
 		f := natslog.NewFollower(st, cfg.Log.CacheEvents, o)
 		l.follower, l.reader, l.cache = f, f, f.Memory
 	}
 	return l, nil
+}
+
+// busCheckTimeout bounds check's and setup's questions to NATS.
+const busCheckTimeout = 15 * time.Second
+
+// checkBus runs natslog.Check on the configured stream (backend nats): a
+// NATS that cannot be reached is one problem among the others.
+func checkBus(ctx context.Context, cfg *config.Config) (natslog.CheckResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
+	defer cancel()
+	// The connection's own events (a disconnect at Close) are noise here.
+	o := natsOptions(cfg, slog.New(slog.DiscardHandler), "cdc-broadcaster check")
+	nc, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		return natslog.CheckResult{Problems: []natslog.Finding{{Key: "log.nats.urls", Msg: fmt.Sprintf("cannot reach NATS: %v", err)}}}, nil
+	}
+	defer nc.Close()
+	return natslog.Check(ctx, js, o)
+}
+
+// describeStream says what stream setup creates.
+func describeStream(c jetstream.StreamConfig) string {
+	return fmt.Sprintf("JetStream stream %s: subjects %s, %d replica(s), %s storage, at most %d messages and %s, duplicate window %s",
+		c.Name, strings.Join(c.Subjects, ", "), c.Replicas, strings.ToLower(c.Storage.String()), c.MaxMsgs, c.MaxAge, c.Duplicates)
+}
+
+// setupStream creates the configured stream when it is missing (backend
+// nats), printing what it does (only printing with dryRun). done reports
+// whether there was anything to do.
+func setupStream(ctx context.Context, cfg *config.Config, out io.Writer, dryRun bool) (done bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
+	defer cancel()
+	o := natsOptions(cfg, slog.New(slog.DiscardHandler), "cdc-broadcaster setup")
+	o.Create = true
+	nc, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		return false, err
+	}
+	defer nc.Close()
+	sc := natslog.StreamConfig(o)
+	switch _, err := js.Stream(ctx, sc.Name); {
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return false, fmt.Errorf("look up stream %s: %w", sc.Name, err)
+	}
+	fmt.Fprintf(out, "-- create %s\n", describeStream(sc))
+	if dryRun {
+		return true, nil
+	}
+	if _, err := natslog.EnsureStream(ctx, js, o); err != nil {
+		return false, err
+	}
+	return true, nil
 }

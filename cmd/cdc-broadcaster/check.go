@@ -146,9 +146,24 @@ func (c *CheckCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 
+	bus := ""
+	if cfg.Log.Backend == config.BackendNATS {
+		r, err := checkBus(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		for _, p := range r.Problems {
+			add("%s: %s", c.where(cfg, p.Key), p.Msg)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(c.main.Stdout, "note: %s\n", n)
+		}
+		bus = fmt.Sprintf(", stream %q on NATS", cfg.Log.NATS.Stream)
+	}
+
 	if len(problems) == 0 && len(pf.problems) == 0 {
-		fmt.Fprintf(c.main.Stdout, "ok: %d mappings on %d tables, publication %q, slot %q, wal_level logical\n",
-			len(cfg.Mappings), len(tables), cfg.Source.Publication, cfg.Source.Slot)
+		fmt.Fprintf(c.main.Stdout, "ok: %d mappings on %d tables, publication %q, slot %q, wal_level logical%s\n",
+			len(cfg.Mappings), len(tables), cfg.Source.Publication, cfg.Source.Slot, bus)
 	}
 	return c.report(problems, pf)
 }

@@ -21,12 +21,12 @@ var helps = map[string]commandHelp{
 		env:     []string{"CDC_SOURCE_DATABASE_URL", "CDC_AUTH_JWT_SECRET"},
 	},
 	"check": {
-		purpose: "Verify the config against the live database, as serve would, without changing anything; print every problem (exit 1) and warning.",
+		purpose: "Verify the config against the live database, as serve would, and with log.backend nats the NATS stream, without changing anything; print every problem (exit 1) and warning.",
 		example: "CDC_AUTH_JWT_SECRET=... cdc-broadcaster check --config config.yaml",
 		env:     []string{"CDC_SOURCE_DATABASE_URL", "CDC_AUTH_JWT_SECRET"},
 	},
 	"setup": {
-		purpose: "Create the publication, the replication slot and the replica identities the mapping needs; idempotent. Needs no JWT key material.",
+		purpose: "Create the publication, the replication slot and the replica identities the mapping needs, and with log.backend nats the stream; idempotent. Needs no JWT key material.",
 		example: "cdc-broadcaster setup --dry-run --config config.yaml",
 		env:     []string{"CDC_SOURCE_DATABASE_URL", "CDC_SOURCE_SLOT", "CDC_SOURCE_PUBLICATION"},
 	},

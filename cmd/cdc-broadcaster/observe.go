@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -14,7 +17,6 @@ import (
 	"github.com/treasure-home/cdc-broadcaster/acl"
 	"github.com/treasure-home/cdc-broadcaster/cdc"
 	"github.com/treasure-home/cdc-broadcaster/config"
-	"github.com/treasure-home/cdc-broadcaster/eventlog"
 	"github.com/treasure-home/cdc-broadcaster/metrics"
 	"github.com/treasure-home/cdc-broadcaster/ws"
 )
@@ -32,6 +34,9 @@ type observer struct {
 	pool    *pgxpool.Pool
 	events  *metrics.CountingLog
 	stats   http.Handler
+	// node is this node's id; reader its reader's state.
+	node   string
+	reader readerState
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -66,7 +71,54 @@ func newObserver(cfg *config.Config, log *slog.Logger, maxRetainedWAL uint64) (*
 		metrics: metrics.New(metrics.Options{Version: version}),
 		monitor: monitor,
 		pool:    pool,
+		node:    nodeID(cfg.Server.Listen),
+		reader:  readerState{state: metrics.ReaderOff, since: time.Now()},
 	}, nil
+}
+
+// nodeID names the node in a cluster: the host's name and the port it
+// serves on (server.listen), "serve-a:8080". In Kubernetes the host name
+// is the pod's; on one machine, nodes differ by port.
+func nodeID(listen string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	port := listen
+	if _, p, err := net.SplitHostPort(listen); err == nil {
+		port = p
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// readerState is the reader's state (leader, standby, off) and since when.
+// Until reader election (issue 12's failover), a node with the reader
+// role is the leader while its replication stream is connected.
+type readerState struct {
+	mu    sync.Mutex
+	state string
+	since time.Time
+}
+
+// set records the state, and the time it changed.
+func (r *readerState) set(state string, now time.Time) (string, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if state != r.state {
+		r.state, r.since = state, now
+	}
+	return r.state, r.since
+}
+
+// readerOf is the reader state a stream (nil: no reader role) is in.
+func readerOf(stream *cdc.Stream) string {
+	switch {
+	case stream == nil:
+		return metrics.ReaderOff
+	case stream.Status().Connected:
+		return metrics.ReaderLeader
+	}
+	return metrics.ReaderStandby
 }
 
 // countEvents puts the count of emitted events in front of the log.
@@ -76,8 +128,15 @@ func (o *observer) countEvents(l broadcaster.Log) broadcaster.Log {
 }
 
 // start points the metrics at the components and starts the slot monitor.
-func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rules, evlog *eventlog.Memory, verifier *acl.Verifier) {
+// role is serve's --role.
+func (o *observer) start(role string, stream *cdc.Stream, gateway *ws.Server, rules *acl.Rules, l *eventLog, verifier *acl.Verifier) {
+	evlog := l.cache
+	o.reader.set(readerOf(stream), time.Now())
 	src := metrics.Sources{
+		Node: func() metrics.NodeStatus {
+			state, since := o.reader.set(readerOf(stream), time.Now())
+			return metrics.NodeStatus{ID: o.node, Role: role, Reader: state, ReaderSince: since}
+		},
 		ACL: func() metrics.ACLStats {
 			s := rules.Stats()
 			return metrics.ACLStats{Granted: s.Granted, Denied: s.Denied, CacheHits: s.CacheHits, SQLQueries: s.SQLQueries}
@@ -100,6 +159,18 @@ func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rule
 	if o.events != nil {
 		src.Events = o.events.Counts
 	}
+	if w := l.writer; w != nil {
+		src.Publisher = func() metrics.PublisherStats {
+			s := w.Stats()
+			return metrics.PublisherStats{Published: s.Published, Failures: s.Failures, InFlight: s.InFlight, Recovering: s.Recovering}
+		}
+	}
+	if f := l.follower; f != nil {
+		src.Follower = func() metrics.FollowerStats {
+			s := f.Status()
+			return metrics.FollowerStats{Following: s.Following, Sequence: s.Seq, LastSequence: s.Last, Lag: s.Lag, Error: s.Err}
+		}
+	}
 	o.metrics.Watch(src)
 	o.stats = metrics.StatsHandler(o.metrics.Snapshot, adminAuth(verifier, rules))
 
@@ -108,10 +179,25 @@ func (o *observer) start(stream *cdc.Stream, gateway *ws.Server, rules *acl.Rule
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
-	o.wg.Add(1)
+	o.wg.Add(2)
 	go func() {
 		defer o.wg.Done()
 		o.monitor.Run(ctx)
+	}()
+	// The reader's state is followed between scrapes too, so that since
+	// is when it changed.
+	go func() {
+		defer o.wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				o.reader.set(readerOf(stream), now)
+			case <-ctx.Done():
+				return
+			}
+		}
 	}()
 }
 

@@ -97,7 +97,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	var evlog *eventLog
 	if cfg.Log.Backend == config.BackendNATS {
-		if evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway); err != nil {
+		if evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway, obs.metrics.ObservePublish); err != nil {
 			return err
 		}
 	} else {
@@ -197,7 +197,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	} else {
 		handler = healthHandler(ready)
 	}
-	obs.start(stream, gateway, rules, evlog.cache, verifier)
+	obs.start(role, stream, gateway, rules, evlog, verifier)
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/treasure-home/cdc-broadcaster/cdc"
+	"github.com/treasure-home/cdc-broadcaster/config"
 )
 
 // SetupCommand prepares the database: publication, replica identities, slot.
@@ -49,19 +50,30 @@ func (c *SetupCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(plan.Statements) == 0 {
-		fmt.Fprintln(c.main.Stdout, "-- nothing to do: publication, replica identities and slot are in place")
-		return nil
-	}
 	for _, st := range plan.Statements {
 		fmt.Fprintf(c.main.Stdout, "%s;\n", st)
 	}
-	if c.dryRun {
-		return nil
+	if !c.dryRun && len(plan.Statements) > 0 {
+		if err := plan.Apply(ctx, conn); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.main.Stdout, "-- done: %d statement(s)\n", len(plan.Statements))
 	}
-	if err := plan.Apply(ctx, conn); err != nil {
-		return err
+	stream := false
+	if cfg.Log.Backend == config.BackendNATS {
+		if stream, err = setupStream(ctx, cfg, c.main.Stdout, c.dryRun); err != nil {
+			return err
+		}
+		if stream && !c.dryRun {
+			fmt.Fprintf(c.main.Stdout, "-- done: stream %s created\n", cfg.Log.NATS.Stream)
+		}
 	}
-	fmt.Fprintf(c.main.Stdout, "-- done: %d statement(s)\n", len(plan.Statements))
+	if len(plan.Statements) == 0 && !stream {
+		what := "publication, replica identities and slot are"
+		if cfg.Log.Backend == config.BackendNATS {
+			what = "publication, replica identities, slot and stream are"
+		}
+		fmt.Fprintf(c.main.Stdout, "-- nothing to do: %s in place\n", what)
+	}
 	return nil
 }
