@@ -317,9 +317,9 @@ func TestBurstPastQueueAndRetention(t *testing.T) {
 // 4009 (it can resume), not one that keeps up; the budget's memory is
 // given back.
 func TestHeldBudgetClosesTheSlowest(t *testing.T) {
-	// Events of 4 KiB, more of them than the sockets' buffers take: the
-	// lagging reader's writer blocks, and its catch-up falls behind in the
-	// log. The stall timeout is out of the way: the budget closes it.
+	// Events of 4 KiB, more of them than the sockets' buffers take, so the
+	// lagging reader's catch-up falls behind in the log. The stall timeout
+	// is out of the way: the budget closes it.
 	pad := strings.Repeat("x", 4096)
 	evs := (&env{lsn: 0x1000}).makeEvents(1, pad)
 	size := eventlog.EventSize(&evs[0])
@@ -362,9 +362,9 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	// The lagging reader reads nothing until the burst is in, then all it
-	// can.
-	<-appended
+	// The lagging reader reads, but 200 frames a second until the budget
+	// is spent: its writes never stay blocked (that would be a stall), its
+	// catch-up falls behind.
 	read, code := 0, websocket.StatusCode(-1)
 	for {
 		m, err := lagging.tryRead(10 * time.Second)
@@ -375,7 +375,11 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 		if m.str("type") == "event" {
 			read++
 		}
+		if small.Stats().OverBudget == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
+	<-appended
 	// The close frame waits behind the data the reader had not read: it
 	// sees 4009, or the connection dropped.
 	if (code != statusSlowConsumer && code != -1) || read >= len(burst) {
