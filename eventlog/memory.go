@@ -109,6 +109,17 @@ func NewMemory(opts Options) *Memory {
 	return &Memory{opts: opts, grew: make(chan struct{}), pinMoved: make(chan struct{}), floor: opts.Floor, floorTime: opts.FloorTime, head: opts.Floor}
 }
 
+// SetHorizon raises the horizon (Options.Horizon) to h: a log that is
+// being filled up to h (a gateway's cache loading the stream) accepts the
+// cursors up to it.
+func (m *Memory) SetHorizon(h broadcaster.LSN) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h > m.opts.Horizon {
+		m.opts.Horizon = h
+	}
+}
+
 // Options returns the log's options, defaults applied.
 func (m *Memory) Options() Options { return m.opts }
 

@@ -145,6 +145,11 @@ func (f *Follower) follow(ctx context.Context) error {
 		}
 	}
 	if start == 1 {
+		if err := f.Prime(ctx); err != nil {
+			return err
+		}
+	}
+	if start == 1 {
 		first := info.State.FirstSeq
 		if first == 0 {
 			first = 1
@@ -250,6 +255,18 @@ func (f *Follower) follow(ctx context.Context) error {
 			batch = batch[:0]
 		}
 	}
+}
+
+// Prime tells the cache how far the stream goes now: until it has loaded
+// that far, a client's cursor ahead of it is one it is getting to, not one
+// from elsewhere. Call it before serving clients; Run calls it too.
+func (f *Follower) Prime(ctx context.Context) error {
+	_, last, err := streamHead(ctx, f.stream)
+	if err != nil {
+		return err
+	}
+	f.Memory.SetHorizon(last.LSN)
+	return nil
 }
 
 // watchInterval is how often a following Follower checks that its stream

@@ -117,6 +117,10 @@ func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, read
 	}
 	if gateway {
 		f := natslog.NewFollower(st, cfg.Log.CacheEvents, o)
+		if err := f.Prime(ctx); err != nil {
+			l.close()
+			return nil, err
+		}
 		l.follower, l.reader, l.cache = f, f, f.Memory
 	}
 	return l, nil
