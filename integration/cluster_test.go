@@ -206,10 +206,37 @@ func TestClusterNATS(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		// And over the WebSocket: a resume from the same cursor.
-		id := cl.request("subscribe", map[string]any{"channels": []string{"table:attendance", "class:1"}, "since": head.Cursor})
-		if m := cl.reply(id); m.Type != "subscribed" {
+		// And over the WebSocket: a resume from the same cursor replays
+		// exactly those events, in order, then nothing more.
+		ws := gwConnect(t, "resumer@gateway", gateway.wsURL, gwViaHeader, tok)
+		id := ws.request("subscribe", map[string]any{"channels": []string{"table:attendance"}, "since": head.Cursor})
+		if m := ws.reply(id); m.Type != "subscribed" {
 			t.Fatalf("resume from before the cache: %s", m)
+		}
+		prev := ""
+		var firstTS int64
+		for i := int64(0); i < want; i++ {
+			m := ws.nextEvent("attendance.marked")
+			if m.Event.Cursor <= prev {
+				t.Fatalf("replay from the stream out of order: %s after %s", m.Event.Cursor, prev)
+			}
+			if idOf(m) <= base {
+				t.Fatalf("replay from the stream: row %d, from before the cursor", idOf(m))
+			}
+			if i == 0 {
+				firstTS = m.Event.Timestamp
+			}
+			prev = m.Event.Cursor
+		}
+		for _, m := range ws.upToPong() {
+			if m.Type == "event" {
+				t.Fatalf("the replay went on past the %d events: %s", want, m)
+			}
+		}
+		// By time: from the burst's commit time, older than the cache too.
+		r, err := syncGet(gateway.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {fmt.Sprint(firstTS)}, "limit": {"5000"}})
+		if err != nil || r.Status != 200 || int64(len(r.Events)) < want {
+			t.Fatalf("/sync since %d ms: %v %d, %d events; want at least the burst's %d", firstTS, err, r.Status, len(r.Events), want)
 		}
 	})
 
