@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -568,4 +569,42 @@ func TestClusterGatewayRestart(t *testing.T) {
 		t.Errorf("the reader noticed:\n%s", reader.proc.stderrTail())
 	}
 	t.Logf("%d rows committed across the restart; both clients have each once, in order (%d and %d duplicates before dedup)", len(want), back.state().dups, other.state().dups)
+}
+
+// TestClusterReaderRole: `--role reader` streams the slot and publishes,
+// serving only health, readiness and metrics; `--role gateway` nodes serve
+// the clients. With the memory log, any role but all is refused.
+func TestClusterReaderRole(t *testing.T) {
+	nc := StartNATSCluster(t, 1)
+	db := NewDB(t, WithExampleData())
+	nodes := startClusterNodes(t, db, nc, "reader", "gateway")
+	reader, gateway := nodes[0], nodes[1]
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/ws": 404, "/api/realtime/sync": 404} {
+		resp, err := http.Get("http://" + reader.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("reader %s: %d, want %d: %.300s", path, resp.StatusCode, want, body)
+		}
+	}
+	tok := gwUserToken(t, "2", "admin")
+	cl := gwConnect(t, "admin@gateway", gateway.wsURL, gwViaHeader, tok)
+	cl.mustSubscribe("table:attendance")
+	id := markAttendance(t, db, 3)
+	if m := cl.nextEvent("attendance.marked"); idOf(m) != id {
+		t.Fatalf("row %d, want %d", idOf(m), id)
+	}
+
+	// The memory log: one process is both.
+	cfg := WriteConfig(t, db, map[string]any{"auth.jwt.secret": gwSecret, "source.slot": "other_" + db.Name})
+	p := Start(t, nil, "serve", "--config", cfg, "--role", "gateway")
+	if code := p.Wait(t, readyTimeout); code != 2 || !strings.Contains(p.Stderr(), "needs log.backend: nats") {
+		t.Fatalf("serve --role gateway with the memory log: exit %d, %s", code, p.stderrTail())
+	}
+	if n := db.QueryInt(t, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", "other_"+db.Name); n != 0 {
+		t.Fatalf("a refused serve left a slot")
+	}
 }

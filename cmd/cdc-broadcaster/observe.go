@@ -141,10 +141,14 @@ func (o *observer) start(role string, stream *cdc.Stream, gateway *ws.Server, ru
 			s := rules.Stats()
 			return metrics.ACLStats{Granted: s.Granted, Denied: s.Denied, CacheHits: s.CacheHits, SQLQueries: s.SQLQueries}
 		},
-		Log: func() metrics.LogStats {
+	}
+	// A node without a gateway on the stream (serve --role reader) keeps
+	// no events in memory.
+	if evlog != nil {
+		src.Log = func() metrics.LogStats {
 			s := evlog.Stats()
 			return metrics.LogStats{Events: s.Events, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes, HeldDropped: s.OverBudget}
-		},
+		}
 	}
 	// A node without a reader (serve --role gateway) has no stream, no
 	// slot of its own to watch and no event counts; one without a gateway
