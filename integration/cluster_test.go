@@ -147,19 +147,7 @@ func TestClusterNATS(t *testing.T) {
 		if err := <-written; err != nil {
 			t.Fatal(err)
 		}
-		var want []int64
-		rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rs.Next() {
-			var id int64
-			if err := rs.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, id)
-		}
-		rs.Close()
+		want := attendanceAfter(t, db, base)
 		rsWaitAll(t, []*rsClient{cl}, 30*time.Second, "every row", hasAll(len(want), want[len(want)-1]))
 		cancel()
 		if err := <-done; err != nil {
@@ -404,19 +392,7 @@ func TestClusterNATSServerKilled(t *testing.T) {
 	nc.Start(t, victim)
 	nc.WaitReady(t)
 	insert(150, 200)
-	var want []int64
-	rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, id)
-	}
-	rs.Close()
+	want := attendanceAfter(t, db, base)
 	rsWaitAll(t, clients, 60*time.Second, "every row", hasAll(len(want), want[len(want)-1]))
 	cancel()
 	for range nodes {
@@ -545,19 +521,7 @@ func TestClusterGatewayRestart(t *testing.T) {
 	if err := <-written; err != nil {
 		t.Fatal(err)
 	}
-	var want []int64
-	rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, id)
-	}
-	rs.Close()
+	want := attendanceAfter(t, db, base)
 	rsWaitAll(t, []*rsClient{back, other}, 30*time.Second, "every row", hasAll(len(want), want[len(want)-1]))
 	cancel()
 	for _, cl := range []*rsClient{back, other} {

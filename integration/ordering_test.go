@@ -62,19 +62,7 @@ func testBurstPromptReaders(t *testing.T, edits map[string]any) {
 	if err := <-inserted; err != nil {
 		t.Fatal(err)
 	}
-	var want []int64
-	rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, id)
-	}
-	rs.Close()
+	want := attendanceAfter(t, db, base)
 	if len(want) != rows {
 		t.Fatalf("%d rows inserted, want %d", len(want), rows)
 	}
@@ -335,4 +323,27 @@ func TestCursorAheadOfTheLog(t *testing.T) {
 	if err != nil || r.Status != 410 || r.Error != "cursor_expired" {
 		t.Fatalf("/sync since a cursor ahead: %v %d %s, want 410 cursor_expired", err, r.Status, r.Raw)
 	}
+}
+
+// attendanceAfter returns the ids of the attendance rows after base, in
+// order: what a table:attendance subscriber must end with.
+func attendanceAfter(t testing.TB, db *DB, base int64) []int64 {
+	t.Helper()
+	rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }

@@ -1499,19 +1499,7 @@ func TestResumeSlowConsumer(t *testing.T) {
 	done := make(chan error, 1)
 	resumed := time.Now()
 	go func() { done <- slow.session(ctx, s.wsURL) }()
-	var want []int64
-	rs, err := db.Pool.Query(context.Background(), "SELECT id FROM attendance WHERE id > $1 ORDER BY id", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, id)
-	}
-	rs.Close()
+	want := attendanceAfter(t, db, base)
 	if len(want) != rows+5 {
 		t.Fatalf("%d attendance rows, want %d", len(want), rows+5)
 	}
