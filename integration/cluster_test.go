@@ -323,23 +323,30 @@ func TestClusterStreamRecreated(t *testing.T) {
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	expectHistoryEnded(t, db, nodes, clients, tok, old)
+}
+
+// expectHistoryEnded checks that the stream's history before old was cut:
+// every client is told to reset (before any event), /sync from old gets 410
+// on every node, and the next change reaches every client.
+func expectHistoryEnded(t *testing.T, db *DB, nodes []*clusterNode, clients []*gwClient, tok, old string) {
+	t.Helper()
 	for _, cl := range clients {
-		m, _ := cl.waitFor(gwWait, "reset", func(m gwMsg) bool { return m.Type == "reset" })
-		if m.Reason != "cursor_expired" || strings.Join(m.Channels, ",") != "table:attendance" {
+		m, _ := cl.waitFor(gwWait, "reset", func(m gwMsg) bool { return m.Type == "reset" || m.Type == "event" })
+		if m.Type != "reset" || m.Reason != "cursor_expired" || strings.Join(m.Channels, ",") != "table:attendance" {
 			t.Fatalf("%s: %s, want reset of table:attendance", cl.name, m)
 		}
 	}
 	for _, n := range nodes {
 		r, err := syncGet(n.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {old}})
 		if err != nil || r.Status != http.StatusGone {
-			t.Fatalf("%s: /sync from before the new stream: %v %d %s, want 410", n.name, err, r.Status, r.Raw)
+			t.Fatalf("%s: /sync from before: %v %d %s, want 410", n.name, err, r.Status, r.Raw)
 		}
 	}
-	after := markAttendance(t, db, 2)
+	next := markAttendance(t, db, 2)
 	for _, cl := range clients {
-		m := cl.nextEvent("attendance.marked")
-		if idOf(m) != after {
-			t.Fatalf("%s: row %d after the new stream, want %d", cl.name, idOf(m), after)
+		if m := cl.nextEvent("attendance.marked"); idOf(m) != next {
+			t.Fatalf("%s: row %d after, want %d", cl.name, idOf(m), next)
 		}
 	}
 }
@@ -449,24 +456,7 @@ func TestClusterSlotRecreated(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	markAttendance(t, db, 2) // while no slot exists: lost
-	for _, cl := range clients {
-		m, _ := cl.waitFor(gwWait, "reset", func(m gwMsg) bool { return m.Type == "reset" || m.Type == "event" })
-		if m.Type != "reset" || m.Reason != "cursor_expired" {
-			t.Fatalf("%s after the slot was re-created: %s, want reset", cl.name, m)
-		}
-	}
-	for _, n := range nodes {
-		r, err := syncGet(n.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {old}})
-		if err != nil || r.Status != http.StatusGone {
-			t.Fatalf("%s: /sync from before the gap: %v %d %s, want 410", n.name, err, r.Status, r.Raw)
-		}
-	}
-	next := markAttendance(t, db, 2)
-	for _, cl := range clients {
-		if m := cl.nextEvent("attendance.marked"); idOf(m) != next {
-			t.Fatalf("%s: row %d after the gap, want %d", cl.name, idOf(m), next)
-		}
-	}
+	expectHistoryEnded(t, db, nodes, clients, tok, old)
 	// A gateway that starts now knows the gap too.
 	late := startClusterNodes(t, db, nc, "gateway")[0]
 	r, err := syncGet(late.addr, tok, url.Values{"channels": {"table:attendance"}, "since": {old}})
