@@ -562,3 +562,40 @@ func TestClusterReaderRole(t *testing.T) {
 		t.Fatalf("a refused serve left a slot")
 	}
 }
+
+// TestClusterServeRefusesBadBus: a stream serve cannot use (here another
+// stream takes its subjects) is refused before anything is created in the
+// database: exit 2, no slot left behind. A NATS that cannot be reached
+// exits 1 (it may come back; systemd restarts it).
+func TestClusterServeRefusesBadBus(t *testing.T) {
+	nc := StartNATSCluster(t, 1)
+	db := NewDB(t, WithExampleData())
+	js, err := jetstream.New(nc.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"cdc_" + db.Name + ".exam.*"}}); err != nil {
+		t.Fatal(err)
+	}
+	edits := map[string]any{
+		"auth.jwt.secret":         gwSecret,
+		"source.slot":             "s_" + db.Name,
+		"log.backend":             "nats",
+		"log.nats.urls":           nc.URLs(),
+		"log.nats.stream":         "S_" + db.Name,
+		"log.nats.subject_prefix": "cdc_" + db.Name,
+		"log.nats.replicas":       1,
+	}
+	p := Start(t, nil, "serve", "--config", WriteConfig(t, db, edits))
+	if code := p.Wait(t, readyTimeout); code != 2 || !strings.Contains(p.Stderr(), "OTHER") {
+		t.Fatalf("serve with an overlapping stream: exit %d, %s", code, p.stderrTail())
+	}
+	edits["log.nats.urls"] = []string{fmt.Sprintf("nats://127.0.0.1:%d", FreePort(t))}
+	p = Start(t, nil, "serve", "--config", WriteConfig(t, db, edits))
+	if code := p.Wait(t, readyTimeout); code != 1 {
+		t.Fatalf("serve with NATS unreachable: exit %d, want 1: %s", code, p.stderrTail())
+	}
+	if n := db.QueryInt(t, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", "s_"+db.Name); n != 0 {
+		t.Fatalf("a refused serve left its slot")
+	}
+}

@@ -144,6 +144,32 @@ func checkBus(ctx context.Context, cfg *config.Config) (natslog.CheckResult, err
 	return natslog.Check(ctx, js, o)
 }
 
+// preflightBus is serve's check of the bus before it creates anything: a
+// NATS that cannot be reached is an error (exit 1: it may come back), a
+// stream that cannot be used a config error (exit 2).
+func preflightBus(ctx context.Context, cfg *config.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
+	defer cancel()
+	o := natsOptions(cfg, slog.New(slog.DiscardHandler), "cdc-broadcaster serve (preflight)")
+	nc, js, err := natslog.Connect(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	r, err := natslog.Check(ctx, js, o)
+	if err != nil {
+		return err
+	}
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(r.Problems))
+	for i, p := range r.Problems {
+		msgs[i] = p.String()
+	}
+	return &configError{errors.New(strings.Join(msgs, "\n"))}
+}
+
 // describeStream says what stream setup creates.
 func describeStream(c jetstream.StreamConfig) string {
 	return fmt.Sprintf("JetStream stream %s: subjects %s, %d replica(s), %s storage, at most %d messages and %s, duplicate window %s",

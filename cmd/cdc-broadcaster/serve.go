@@ -83,6 +83,13 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	verifier, rules := pf.verifier, pf.rules
 
+	if cfg.Log.Backend == config.BackendNATS {
+		// The bus is checked before anything is created in the database
+		// too: a stream that cannot be used leaves no slot behind.
+		if err := preflightBus(ctx, cfg); err != nil {
+			return err
+		}
+	}
 	sink := &tracingLog{log: log}
 	var (
 		mapper   *mapping.Mapper
