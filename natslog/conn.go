@@ -154,7 +154,7 @@ func connectHint(err error, o Options) string {
 			return " (the server requires credentials and none is set: log.nats.credentials_file, log.nats.user and log.nats.password, or log.nats.token)"
 		}
 	case errors.Is(err, nats.ErrSecureConnWanted):
-		return " (log.nats.tls is set but the server does not offer TLS)"
+		return " (TLS is asked for, by log.nats.tls or a tls:// URL, but the server does not offer it)"
 	case errors.As(err, &unknownCA), errors.As(err, &verify):
 		if o.CAFile == "" {
 			return " (the server's TLS certificate is not signed by a CA this host trusts: set log.nats.tls.ca_file)"

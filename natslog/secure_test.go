@@ -349,3 +349,12 @@ func TestSecureTLSClientCert(t *testing.T) {
 		mustFail(t, Options{URLs: []string{url}, CAFile: pki.CAFile, CertFile: ccert}, nil, "key")
 	})
 }
+
+// TestSecureTLSWanted: with a CA file set, a server that offers no TLS is
+// refused rather than talked to in the clear.
+func TestSecureTLSWanted(t *testing.T) {
+	pki := newPKI(t)
+	url := startSecureServer(t, "")
+	mustFail(t, Options{URLs: []string{url}, CAFile: pki.CAFile}, nats.ErrSecureConnWanted, "server does not offer it")
+	mustFail(t, Options{URLs: []string{strings.Replace(url, "nats://", "tls://", 1)}}, nats.ErrSecureConnWanted, "server does not offer it")
+}
