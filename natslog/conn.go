@@ -2,6 +2,8 @@ package natslog
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +89,9 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, jetstream.JetStream, e
 	if len(o.URLs) == 0 {
 		return nil, nil, errors.New("natslog: no NATS server URL (log.nats.urls)")
 	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, nil, errors.New("natslog: log.nats.tls.cert_file and log.nats.tls.key_file go together: set both or neither")
+	}
 	log := o.Logger
 	opts := []nats.Option{
 		nats.Name(o.Name),
@@ -116,7 +121,7 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, jetstream.JetStream, e
 	}
 	nc, err := nats.Connect(strings.Join(o.URLs, ","), opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("natslog: connect to %s: %w", strings.Join(o.URLs, ","), err)
+		return nil, nil, fmt.Errorf("natslog: connect to %s: %w%s", strings.Join(o.URLs, ","), err, connectHint(err, o))
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxInFlight), jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
@@ -124,6 +129,44 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, jetstream.JetStream, e
 		return nil, nil, fmt.Errorf("natslog: jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// connectHint says which config keys a failed connection points at: the
+// credentials when the server refused them, the TLS files when TLS failed;
+// "" when the error says nothing about either.
+func connectHint(err error, o Options) string {
+	var (
+		unknownCA *x509.UnknownAuthorityError
+		verify    *tls.CertificateVerificationError
+		alert     tls.AlertError
+	)
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		switch {
+		case o.CredentialsFile != "":
+			return " (the server refused the credentials of log.nats.credentials_file)"
+		case o.User != "":
+			return " (the server refused log.nats.user and log.nats.password; CDC_LOG_NATS_PASSWORD overrides the file's)"
+		case o.Token != "":
+			return " (the server refused log.nats.token; CDC_LOG_NATS_TOKEN overrides the file's)"
+		default:
+			return " (the server requires credentials and none is set: log.nats.credentials_file, log.nats.user and log.nats.password, or log.nats.token)"
+		}
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return " (TLS is asked for, by log.nats.tls or a tls:// URL, but the server does not offer it)"
+	case errors.As(err, &unknownCA), errors.As(err, &verify):
+		if o.CAFile == "" {
+			return " (the server's TLS certificate is not signed by a CA this host trusts: set log.nats.tls.ca_file)"
+		}
+		return " (the server's TLS certificate does not verify against log.nats.tls.ca_file)"
+	case errors.As(err, &alert), strings.Contains(err.Error(), "tls"):
+		if o.CertFile == "" {
+			return " (TLS failed: does the server require a client certificate? set log.nats.tls.cert_file and log.nats.tls.key_file)"
+		}
+		return " (TLS failed: does the server accept the certificate of log.nats.tls.cert_file? check log.nats.tls.ca_file, cert_file and key_file)"
+	}
+	return ""
 }
 
 // StreamConfig is the stream the options describe.

@@ -95,26 +95,37 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		mapper   *mapping.Mapper
 		resumeAt broadcaster.LSN
 	)
+	var evlog *eventLog
+	defer func() {
+		if evlog != nil {
+			evlog.close()
+		}
+	}()
+	// NATS is connected to after the config checks and before prepare
+	// creates anything: credentials or TLS that NATS refuses leave no slot
+	// behind either.
+	openNATS := func() (err error) {
+		if cfg.Log.Backend == config.BackendNATS {
+			evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway, obs.metrics.ObservePublish)
+		}
+		return err
+	}
 	if isReader {
-		if mapper, resumeAt, err = c.prepare(ctx, cfg, pf, sink, log); err != nil {
+		if mapper, resumeAt, err = c.prepare(ctx, cfg, pf, sink, log, openNATS); err != nil {
 			return err
 		}
 	} else if err := pf.err(); err != nil {
 		return err
+	} else if err := openNATS(); err != nil {
+		return err
 	}
-	var evlog *eventLog
-	if cfg.Log.Backend == config.BackendNATS {
-		if evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway, obs.metrics.ObservePublish); err != nil {
-			return err
-		}
-	} else {
+	if cfg.Log.Backend != config.BackendNATS {
 		horizon, err := currentWAL(ctx, cfg.Source.DatabaseURL)
 		if err != nil {
 			return err
 		}
 		evlog = openMemoryLog(cfg, resumeAt, horizon)
 	}
-	defer evlog.close()
 	if isReader {
 		sink.Log = obs.countEvents(evlog.sink)
 	}
@@ -323,10 +334,11 @@ func healthHandler(ready func() (bool, string)) http.Handler {
 }
 
 // prepare compiles the mapping against the live schema and runs the
-// preflight checks that need the database; only when all of them pass does
-// it make sure the publication and slot exist (creating them when
-// source.create allows). It returns the position the slot resumes from.
-func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *preflight, sink broadcaster.Sink, log *slog.Logger) (*mapping.Mapper, broadcaster.LSN, error) {
+// preflight checks that need the database; only when all of them pass, and
+// beforeSetup (which connects to NATS) succeeded, does it make sure the
+// publication and slot exist (creating them when source.create allows). It
+// returns the position the slot resumes from.
+func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *preflight, sink broadcaster.Sink, log *slog.Logger, beforeSetup func() error) (*mapping.Mapper, broadcaster.LSN, error) {
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
 		if pf.err() != nil {
@@ -348,6 +360,9 @@ func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *pref
 	}
 	for _, w := range pf.warnings {
 		log.Warn("config: " + w)
+	}
+	if err := beforeSetup(); err != nil {
+		return nil, 0, err
 	}
 	plan, err := cdc.PlanSetup(ctx, conn, cfg.Source.Publication, cfg.Source.Slot, publishedTables(cfg), nil)
 	if err != nil {
