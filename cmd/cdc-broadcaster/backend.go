@@ -101,6 +101,10 @@ func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, read
 		return nil, err
 	}
 	l := &eventLog{closers: []func(){func() { nc.Close() }}}
+	if err := usableStream(ctx, js, o); err != nil {
+		l.close()
+		return nil, err
+	}
 	st, err := natslog.EnsureStream(ctx, js, o)
 	if err != nil {
 		l.close()
@@ -144,18 +148,11 @@ func checkBus(ctx context.Context, cfg *config.Config) (natslog.CheckResult, err
 	return natslog.Check(ctx, js, o)
 }
 
-// preflightBus is serve's check of the bus before it creates anything: a
-// NATS that cannot be reached is an error (exit 1: it may come back), a
-// stream that cannot be used a config error (exit 2).
-func preflightBus(ctx context.Context, cfg *config.Config) error {
+// usableStream runs check's checks of the bus for serve: a stream that
+// cannot be used is a config error (exit 2).
+func usableStream(ctx context.Context, js jetstream.JetStream, o natslog.Options) error {
 	ctx, cancel := context.WithTimeout(ctx, busCheckTimeout)
 	defer cancel()
-	o := natsOptions(cfg, slog.New(slog.DiscardHandler), "cdc-broadcaster serve (preflight)")
-	nc, js, err := natslog.Connect(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
 	r, err := natslog.Check(ctx, js, o)
 	if err != nil {
 		return err

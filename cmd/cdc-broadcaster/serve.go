@@ -83,13 +83,6 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	verifier, rules := pf.verifier, pf.rules
 
-	if cfg.Log.Backend == config.BackendNATS {
-		// The bus is checked before anything is created in the database
-		// too: a stream that cannot be used leaves no slot behind.
-		if err := preflightBus(ctx, cfg); err != nil {
-			return err
-		}
-	}
 	sink := &tracingLog{log: log}
 	var (
 		mapper   *mapping.Mapper
@@ -101,9 +94,10 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 			evlog.close()
 		}
 	}()
-	// NATS is connected to after the config checks and before prepare
-	// creates anything: credentials or TLS that NATS refuses leave no slot
-	// behind either.
+	// NATS is connected to, and the stream checked, after the config
+	// checks and before prepare creates anything: credentials or TLS that
+	// NATS refuses (exit 1), or a stream that cannot be used (exit 2),
+	// leave no slot behind either.
 	openNATS := func() (err error) {
 		if cfg.Log.Backend == config.BackendNATS {
 			evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway, obs.metrics.ObservePublish)
