@@ -97,7 +97,7 @@ done
 # -- Build and install ----------------------------------------------------------
 build_binaries
 pg_ensure_installed
-bash scripts/test-deps.sh nats_server
+bash scripts/test-deps.sh nats_server nats_cli
 NATS_SERVER="$ROOT/.tmp/bin/nats-server"
 [ -x "$NATS_SERVER" ] || die "$NATS_SERVER missing after scripts/test-deps.sh nats_server"
 
@@ -333,6 +333,7 @@ cluster: running
 $NATS_LINES$NODE_LINES  school-sim     pid $SIM_PID, $CLUSTER_RATE changes/s, log $TMP/sim.log
   stream         $STREAM, 3 replicas; admin token: . $TMP/cluster.env, then
                  bin/cdc-broadcaster token --config $TMP/node1.yaml --sub 1 --role admin
+  nats CLI       .tmp/bin/nats --server nats://127.0.0.1:${NATS_CLIENT[1]} stream info $STREAM
   $([ -n "$CLUSTER_DURATION" ] && echo "Stopping by itself after $CLUSTER_DURATION s; " || true)Ctrl-C stops everything and deletes $TMP.
 
   The dashboards, one per node, all fed by the one stream:

@@ -16,6 +16,9 @@ STATICCHECK_VERSION=v0.8.2
 # NATS_SERVER_VERSION is the nats-server the cluster tests run (integration/
 # natscluster_test.go); it is a tool, not a dependency in go.mod.
 NATS_SERVER_VERSION=v2.15.3
+# NATS_CLI_VERSION is the `nats` command docs/operations.md uses to look at
+# the stream; `make cluster` installs it (the tests do not need it).
+NATS_CLI_VERSION=v0.5.0
 
 log() { echo "test-deps: $*" >&2; }
 
@@ -138,6 +141,18 @@ ensure_chromium() {
 		return 1
 	fi
 	log "chromium: $(/usr/bin/chromium --version 2>/dev/null | tail -1)"
+}
+
+# ensure_nats_cli installs the `nats` command into ./.tmp/bin, built from
+# its Go module at NATS_CLI_VERSION.
+ensure_nats_cli() {
+	local bin="$TOOLS_BIN/nats"
+	if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qF "${NATS_CLI_VERSION#v}"; then
+		return 0
+	fi
+	mkdir -p "$TOOLS_BIN"
+	log "go install github.com/nats-io/natscli/nats@$NATS_CLI_VERSION"
+	GOBIN="$TOOLS_BIN" go install "github.com/nats-io/natscli/nats@$NATS_CLI_VERSION"
 }
 
 # ensure_e2e_node_modules installs e2e/'s locked dependencies (playwright-core,
