@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -263,4 +264,49 @@ func (p *SetupPlan) Apply(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}
 	return nil
+}
+
+// visibleSQL reports whether the transaction with the 32-bit id $1 is
+// visible to a snapshot taken now, widening the id to the 64-bit form with
+// the epoch of the current snapshot's xmax (the one before, when the id is
+// larger than xmax's low half: it wrapped since).
+const visibleSQL = `WITH s AS (SELECT txid_current_snapshot() AS snap)
+SELECT txid_visible_in_snapshot(
+	(((txid_snapshot_xmax(snap) >> 32) - CASE WHEN $1::bigint > (txid_snapshot_xmax(snap) & 4294967295) THEN 1 ELSE 0 END) << 32) | $1::bigint,
+	snap)
+FROM s`
+
+// AwaitVisible waits until the transaction xid is visible to new
+// snapshots. A transaction's changes can reach a logical replication
+// client a moment before the committing backend has left the proc array,
+// and a query made on hearing of them may still see the rows as they were:
+// an access re-check after a membership change must not. It polls for at
+// most timeout and reports whether the transaction became visible.
+func AwaitVisible(ctx context.Context, q Querier, xid uint32, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		var visible bool
+		rows, err := q.Query(ctx, visibleSQL, int64(xid))
+		if err == nil {
+			if rows.Next() {
+				err = rows.Scan(&visible)
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		switch {
+		case err != nil:
+			return false, fmt.Errorf("cdc: is transaction %d visible: %w", xid, err)
+		case visible:
+			return true, nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return false, nil
+		}
+	}
 }

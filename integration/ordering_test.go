@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/treasure-home/cdc-broadcaster/cdc"
 )
 
 // Issue 11, "Bursts must not cut clients that read promptly" and
@@ -261,17 +263,16 @@ func TestRevocationFreshSubscribe(t *testing.T) {
 		t.Fatalf("first: %s, want class:1 revoked", m)
 	}
 	if len(granted) == 1 {
-		revoked := false
-		for _, m := range quick.upToPong() {
-			switch {
-			case m.Type == "revoked" && m.Channel == "class:1":
-				revoked = true
-			case m.Type == "event" && idOf(m) == later:
-				t.Fatalf("quick: attendance %d committed after the change reached it (revoked before: %v)", later, revoked)
-			}
+		// Granted before the gateway heard of the change: revoked once it
+		// does, with nothing committed after the change before or after.
+		m, before := quick.waitFor(gwWait, "revoked", func(m gwMsg) bool { return m.Type == "revoked" })
+		if m.Channel != "class:1" {
+			t.Fatalf("quick: %s, want class:1 revoked", m)
 		}
-		if !revoked {
-			t.Fatal("quick: granted from the cache and never revoked")
+		for _, m := range append(before, quick.upToPong()...) {
+			if m.Type == "event" && idOf(m) == later {
+				t.Fatalf("quick: attendance %d committed after the change reached it", later)
+			}
 		}
 	}
 	fresh := gwConnect(t, "fresh", s.wsURL, gwViaHeader, tok)
@@ -346,4 +347,29 @@ func attendanceAfter(t testing.TB, db *DB, base int64) []int64 {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// TestAwaitVisible: cdc.AwaitVisible says when a transaction's changes are
+// visible to new snapshots: not while it runs, at once after its commit.
+func TestAwaitVisible(t *testing.T) {
+	db := NewDB(t, WithExampleData())
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var xid int64
+	if err := tx.QueryRow(ctx, "SELECT txid_current() & 4294967295").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := cdc.AwaitVisible(ctx, db.Pool, uint32(xid), 50*time.Millisecond); err != nil || ok {
+		t.Fatalf("a running transaction: visible %v, %v; want not visible", ok, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := cdc.AwaitVisible(ctx, db.Pool, uint32(xid), time.Second); err != nil || !ok {
+		t.Fatalf("a committed transaction: visible %v, %v", ok, err)
+	}
 }

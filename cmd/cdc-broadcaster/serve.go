@@ -121,7 +121,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		evlog = openMemoryLog(cfg, resumeAt, horizon)
 	}
 	if isReader {
-		sink.Log = obs.countEvents(evlog.sink)
+		sink.Log = obs.countEvents(&visibleLog{Log: evlog.sink, db: readPool, log: log})
 	}
 
 	audit, closeAudit, err := openAudit(cfg.Audit.Log, c.main.Stdout)
