@@ -141,6 +141,21 @@ func startBenchNode(t *testing.T, db *DB, slot, role string, edits map[string]an
 	}
 }
 
+// natsCPU is the CPU time of nc's nats-server processes so far (0 for
+// nil).
+func natsCPU(t *testing.T, nc *NATSCluster) float64 {
+	if nc == nil {
+		return 0
+	}
+	sum := 0.0
+	for _, srv := range nc.servers {
+		if p := srv.current(); p != nil && !p.exited() {
+			sum += cpuSeconds(t, p.cmd.Process.Pid)
+		}
+	}
+	return sum
+}
+
 // benchInts parses a comma-separated list from env, or returns def.
 func benchInts(t *testing.T, env string, def []int) []int {
 	v := os.Getenv(env)
@@ -177,7 +192,7 @@ func TestBenchNATSLatency(t *testing.T) {
 	}
 	type cell struct{ p50, p99 time.Duration }
 	var report strings.Builder
-	fmt.Fprintf(&report, "### Commit-to-client latency, memory backend vs the stream\n\n%s\n\nTime from the writer's commit (its INSERT returned) to the last of N clients reading the event; pg_recvlogical (test_decoding, to a pipe) reads the same commits at the same time. Single-row transactions, 8 writer connections, open-loop schedule. Each backend on a database, slot and clients of its own, one after the other.\n\n| clients | rows/s (achieved) | backend | serve p50 / p99 / max (ms) | pg_recvlogical p50 / p99 (ms) | serve − pg_recvlogical p50 / p99 (ms) | stream hop (− memory) p50 / p99 (ms) | serve CPU |\n|---|---|---|---|---|---|---|---|\n", machineLine(t))
+	fmt.Fprintf(&report, "### Commit-to-client latency, memory backend vs the stream\n\n%s\n\nTime from the writer's commit (its INSERT returned) to the last of N clients reading the event; pg_recvlogical (test_decoding, to a pipe) reads the same commits at the same time. Single-row transactions, 8 writer connections, open-loop schedule. Each backend on a database, slot and clients of its own, one after the other.\n\n| clients | rows/s (achieved) | backend | serve p50 / p99 / max (ms) | pg_recvlogical p50 / p99 (ms) | serve − pg_recvlogical p50 / p99 (ms) | stream hop (− memory) p50 / p99 (ms) | CPU: serve / nats-server / clients+writer |\n|---|---|---|---|---|---|---|---|\n", machineLine(t))
 	var base int64 = 20_000_000
 	for _, n := range ns {
 		rates := []int{100, 1000}
@@ -197,9 +212,11 @@ func TestBenchNATSLatency(t *testing.T) {
 			for _, backend := range backends {
 				db := NewDB(t, WithExampleData())
 				var edits map[string]any
+				var nc *NATSCluster
 				if backend != "memory" {
 					size, _ := strconv.Atoi(strings.TrimPrefix(backend, "nats-"))
-					edits = benchNATSEdits(clusters[size], db.Name)
+					nc = clusters[size]
+					edits = benchNATSEdits(nc, db.Name)
 				}
 				srv := startBenchServe(t, db, "s_"+db.Name, edits)
 				clients := dialBenchClients(t, srv.wsURL, n, benchRole, []string{benchChannel}, nil)
@@ -208,9 +225,11 @@ func TestBenchNATSLatency(t *testing.T) {
 				pgRec := newRecorder(base, rows, 1)
 				clients.rec = rec
 				stop := startRecvLogicalTD(t, db, "bl_"+db.Name, pgRec)
-				cpu0 := cpuSeconds(t, srv.proc.Cmd.Process.Pid)
+				cpu0, ncpu0, self0 := cpuSeconds(t, srv.proc.Cmd.Process.Pid), natsCPU(t, nc), cpuSeconds(t, os.Getpid())
 				wrote, achieved := writeAtRate(t, db, base, rate, d, rec, pgRec)
 				cpu := 100 * (cpuSeconds(t, srv.proc.Cmd.Process.Pid) - cpu0) / d.Seconds()
+				ncpu := 100 * (natsCPU(t, nc) - ncpu0) / d.Seconds()
+				self := 100 * (cpuSeconds(t, os.Getpid()) - self0) / d.Seconds()
 				waitUntil := time.Now().Add(30 * time.Second)
 				for !(rec.complete(wrote) && pgRec.complete(wrote)) && time.Now().Before(waitUntil) {
 					time.Sleep(10 * time.Millisecond)
@@ -225,7 +244,7 @@ func TestBenchNATSLatency(t *testing.T) {
 					t.Fatalf("pg_recvlogical missed %d of %d rows", pgIncomplete, wrote)
 				}
 				if incomplete > 0 {
-					fmt.Fprintf(&report, "| %d | %d (%.0f) | %s | saturated: %d of %d rows not at every client 30 s after the last commit | | | | %.0f %% |\n", n, rate, achieved, backend, incomplete, wrote, cpu)
+					fmt.Fprintf(&report, "| %d | %d (%.0f) | %s | saturated: %d of %d rows not at every client 30 s after the last commit | | | | %.0f / %.0f / %.0f %% |\n", n, rate, achieved, backend, incomplete, wrote, cpu, ncpu, self)
 					continue
 				}
 				c := cell{quantile(lat, .5), quantile(lat, .99)}
@@ -235,16 +254,16 @@ func TestBenchNATSLatency(t *testing.T) {
 				} else if mem.p50 > 0 {
 					hop = fmt.Sprintf("**%s** / **%s**", ms(c.p50-mem.p50), ms(c.p99-mem.p99))
 				}
-				fmt.Fprintf(&report, "| %d | %d (%.0f) | %s | %s / %s / %s | %s / %s | %s / %s | %s | %.0f %% |\n",
+				fmt.Fprintf(&report, "| %d | %d (%.0f) | %s | %s / %s / %s | %s / %s | %s / %s | %s | %.0f / %.0f / %.0f %% |\n",
 					n, rate, achieved, backend, ms(c.p50), ms(c.p99), ms(lat[len(lat)-1]),
 					ms(quantile(pgLat, .5)), ms(quantile(pgLat, .99)),
-					ms(c.p50-quantile(pgLat, .5)), ms(c.p99-quantile(pgLat, .99)), hop, cpu)
+					ms(c.p50-quantile(pgLat, .5)), ms(c.p99-quantile(pgLat, .99)), hop, cpu, ncpu, self)
 				t.Logf("N=%d rate=%d %s: p50 %s p99 %s; pg %s %s; serve CPU %.0f%%", n, rate, backend, ms(c.p50), ms(c.p99),
 					ms(quantile(pgLat, .5)), ms(quantile(pgLat, .99)), cpu)
 			}
 		}
 	}
-	report.WriteString("\nnats-K: serve --role all (reader and gateway in one process) on a stream of K nats-server processes (replicas K), on the same machine. stream hop: serve on the stream minus serve on the memory backend at the same N and rate. serve CPU: of one core, during the writes (nats-server's is not counted).\n")
+	report.WriteString("\nnats-K: serve --role all (reader and gateway in one process) on a stream of K nats-server processes (replicas K), on the same machine. stream hop: serve on the stream minus serve on the memory backend at the same N and rate. CPU: percent of one core during the writes, of serve, of the nats-server processes, and of the test process (the N clients and the writer); PostgreSQL and pg_recvlogical not counted.\n")
 	benchReport(t, "%s", report.String())
 }
 
@@ -282,6 +301,7 @@ func TestBenchNATSDecode(t *testing.T) {
 
 	var base, mem, str []time.Duration
 	var memPeak, strPeak int64
+	var cpus []string
 	for i := range reps {
 		cmd := recvLogical(t, db, "--slot", fmt.Sprintf("b%d_%s", i, db.Name), "--start", "--endpos", end,
 			"-o", "proto_version=2", "-o", "publication_names=cdc_broadcaster", "-o", "messages=true",
@@ -302,9 +322,10 @@ func TestBenchNATSDecode(t *testing.T) {
 		if i == 0 {
 			profile = fmt.Sprintf("nats-decode-cpu-%d.pprof", rows)
 		}
-		d2, hwm2 := serveDecodeNATS(t, db, nc, fmt.Sprintf("n%d_%s", i, db.Name), fmt.Sprintf("%s_%d", db.Name, i), rows, profile)
+		d2, hwm2, cpu := serveDecodeNATS(t, db, nc, fmt.Sprintf("n%d_%s", i, db.Name), fmt.Sprintf("%s_%d", db.Name, i), rows, profile)
 		str = append(str, d2)
 		strPeak = max(strPeak, hwm2)
+		cpus = append(cpus, cpu)
 		t.Logf("rep %d: pg_recvlogical %v, serve memory %v, serve nats %v", i, base[i].Round(time.Millisecond), d.Round(time.Millisecond), d2.Round(time.Millisecond))
 	}
 	slices.Sort(base)
@@ -312,15 +333,15 @@ func TestBenchNATSDecode(t *testing.T) {
 	slices.Sort(str)
 	rate := func(d time.Duration) float64 { return float64(rows) / d.Seconds() }
 	b, m, s := base[reps/2], mem[reps/2], str[reps/2]
-	benchReport(t, "### Decode throughput with the stream\n\n%s\n\n%d single-row transactions, written before any consumer ran; median of %d runs each, each consumer alone, from a slot of its own.\n\n| consumer | rows/s (time) | ratio to pg_recvlogical | peak RSS |\n|---|---|---|---|\n| pg_recvlogical (pgoutput → /dev/null) | %.0f (%v) | 1 | |\n| serve, memory backend (to the event log) | %.0f (%v) | **%.2f** | %d MiB |\n| serve --role all, log.backend nats, 1 nats-server (to the stream, acknowledged) | %.0f (%v) | **%.2f** | %d MiB |\n\nAll runs: pg_recvlogical %v; memory %v; nats %v. serve on the stream: from its stream's start (START_REPLICATION) to its \"caught up\" line plus the time from that line until the stream held every event (its gateway side, in the same process, follows the stream meanwhile); the stream's count is read with JetStream's stream info.\n",
+	benchReport(t, "### Decode throughput with the stream\n\n%s\n\n%d single-row transactions, written before any consumer ran; median of %d runs each, each consumer alone, from a slot of its own.\n\n| consumer | rows/s (time) | ratio to pg_recvlogical | peak RSS |\n|---|---|---|---|\n| pg_recvlogical (pgoutput → /dev/null) | %.0f (%v) | 1 | |\n| serve, memory backend (to the event log) | %.0f (%v) | **%.2f** | %d MiB |\n| serve --role all, log.backend nats, 1 nats-server (to the stream, acknowledged) | %.0f (%v) | **%.2f** | %d MiB |\n\nAll runs: pg_recvlogical %v; memory %v; nats %v. serve on the stream: from its stream's start (START_REPLICATION) to its \"caught up\" line plus the time from that line until the stream held every event (its gateway side, in the same process, follows the stream meanwhile); the stream's count is read with JetStream's stream info. CPU time of serve on the stream (whole process life, start-up included) and of nats-server during it, by run: %s.\n",
 		machineLine(t), rows, reps, rate(b), b.Round(time.Millisecond), rate(m), m.Round(time.Millisecond), rate(m)/rate(b), memPeak>>20,
-		rate(s), s.Round(time.Millisecond), rate(s)/rate(b), strPeak>>20, base, mem, str)
+		rate(s), s.Round(time.Millisecond), rate(s)/rate(b), strPeak>>20, base, mem, str, strings.Join(cpus, "; "))
 }
 
 // serveDecodeNATS starts serve --role all on slot and a stream of its own
 // (name), and returns how long it took from its stream's start to the
 // stream holding rows events, and serve's peak RSS.
-func serveDecodeNATS(t *testing.T, db *DB, nc *NATSCluster, slot, name string, rows int, profile string) (time.Duration, int64) {
+func serveDecodeNATS(t *testing.T, db *DB, nc *NATSCluster, slot, name string, rows int, profile string) (d time.Duration, hwm int64, cpu string) {
 	t.Helper()
 	st := benchStream(t, nc, name)
 	edits := map[string]any{
@@ -332,6 +353,7 @@ func serveDecodeNATS(t *testing.T, db *DB, nc *NATSCluster, slot, name string, r
 	}
 	cfg := WriteConfig(t, db, edits)
 	pp := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	ncpu0 := natsCPU(t, nc)
 	p := Start(t, nil, "serve", "--config", cfg, "--pprof", pp)
 	p.WaitStderr(t, `"msg":"serving"`, 2*time.Minute)
 	var prof sync.WaitGroup
@@ -359,9 +381,10 @@ func serveDecodeNATS(t *testing.T, db *DB, nc *NATSCluster, slot, name string, r
 		t.Fatalf("stream holds %d events, want %d", n, rows)
 	}
 	t.Logf("nats: caught up after %v, stream complete %v later", d, tail.Round(time.Millisecond))
-	hwm := procStatus(t, p.Cmd.Process.Pid, "VmHWM")
+	hwm = procStatus(t, p.Cmd.Process.Pid, "VmHWM")
+	cpu = fmt.Sprintf("serve %.1f s, nats-server %.1f s", cpuSeconds(t, p.Cmd.Process.Pid), natsCPU(t, nc)-ncpu0)
 	p.Kill(t)
-	return d + tail, hwm
+	return d + tail, hwm, cpu
 }
 
 // ---- 3. A resume served from the stream ----
