@@ -488,7 +488,16 @@ func TestBenchNATSResume(t *testing.T) {
 	var fromStream, fromCache []time.Duration
 	var reqs int
 	for i := range reps {
+		var prof sync.WaitGroup
+		if i == 0 {
+			prof.Add(1)
+			go func() {
+				defer prof.Done()
+				reader.saveProfile(t, "profile?seconds=3", "nats-resume-cpu.pprof")
+			}()
+		}
 		r, e, d := syncAll(t, hc, reader.addr, tok, head.Cursor, limit)
+		prof.Wait()
 		if e != n {
 			t.Fatalf("from the stream: %d events, want %d", e, n)
 		}
