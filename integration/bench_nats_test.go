@@ -238,6 +238,11 @@ func TestBenchNATSLatency(t *testing.T) {
 				lat, incomplete := rec.latencies(wrote)
 				pgLat, pgIncomplete := pgRec.latencies(wrote)
 				clients.close()
+				for _, line := range strings.Split(srv.proc.Stderr(), "\n") {
+					if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+						t.Logf("N=%d rate=%d %s: serve: %s", n, rate, backend, line)
+					}
+				}
 				srv.proc.Kill(t)
 				base += int64(rows)
 				if pgIncomplete > 0 {
@@ -397,11 +402,21 @@ type syncPage struct {
 }
 
 // syncAll pages through /sync from since with limit until more is false;
-// it returns requests, events and the time taken.
-func syncAll(t *testing.T, hc *http.Client, addr, tok, since string, limit int) (int, int, time.Duration) {
+// it returns requests, events and the time taken, and fails t (after the
+// run) unless it read want events.
+func syncAll(t *testing.T, hc *http.Client, addr, tok, since string, limit, want int) (int, int, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	reqs, events := 0, 0
+	reqs, events, short := 0, 0, 0
+	var pages []int
+	defer func() {
+		if short > 0 {
+			t.Logf("/sync from %s: %d short pages with more to come; pages %v", addr, short, pages)
+		}
+		if events != want {
+			t.Errorf("/sync from %s: %d events, want %d; pages %v", addr, events, want, pages)
+		}
+	}()
 	for {
 		q := url.Values{"channels": {benchChannel}, "since": {since}, "limit": {strconv.Itoa(limit)}}
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/realtime/sync?"+q.Encode(), nil)
@@ -421,10 +436,22 @@ func syncAll(t *testing.T, hc *http.Client, addr, tok, since string, limit int) 
 		}
 		reqs++
 		events += len(p.Events)
-		if !p.More || len(p.Events) == 0 {
+		pages = append(pages, len(p.Events))
+		if !p.More {
 			return reqs, events, time.Since(start)
 		}
-		since = p.Cursor
+		if len(p.Events) < limit {
+			// A short page with more to come: the stream's fetch ended
+			// before the page was full (its 5 s wait). Counted; the
+			// client goes on from the answer's cursor as any would.
+			short++
+			if short > 20 {
+				t.Fatalf("/sync: %d short pages, at %d events", short, events)
+			}
+		}
+		if p.Cursor != "" {
+			since = p.Cursor
+		}
 	}
 }
 
@@ -496,16 +523,16 @@ func TestBenchNATSResume(t *testing.T) {
 				reader.saveProfile(t, "profile?seconds=3", "nats-resume-cpu.pprof")
 			}()
 		}
-		r, e, d := syncAll(t, hc, reader.addr, tok, head.Cursor, limit)
+		r, e, d := syncAll(t, hc, reader.addr, tok, head.Cursor, limit, n)
 		prof.Wait()
 		if e != n {
 			t.Fatalf("from the stream: %d events, want %d", e, n)
 		}
 		fromStream = append(fromStream, d)
 		reqs = r
-		r2, e2, d2 := syncAll(t, hc, full.addr, tok, head.Cursor, limit)
-		if e2 != n || r2 != r {
-			t.Fatalf("from the cache: %d events in %d requests, want %d in %d", e2, r2, n, r)
+		r2, e2, d2 := syncAll(t, hc, full.addr, tok, head.Cursor, limit, n)
+		if e2 != n {
+			t.Fatalf("from the cache: %d events in %d requests, want %d", e2, r2, n)
 		}
 		fromCache = append(fromCache, d2)
 		t.Logf("rep %d: stream %v, cache %v (%d requests)", i, d.Round(time.Millisecond), d2.Round(time.Millisecond), r)
