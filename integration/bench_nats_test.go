@@ -156,6 +156,18 @@ func natsCPU(t *testing.T, nc *NATSCluster) float64 {
 	return sum
 }
 
+// waitEvents waits until the clients have read total event frames.
+func (bc *benchClients) waitEvents(total int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for bc.events.Load() < total {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
+}
+
 // benchInts parses a comma-separated list from env, or returns def.
 func benchInts(t *testing.T, env string, def []int) []int {
 	v := os.Getenv(env)
@@ -192,7 +204,7 @@ func TestBenchNATSLatency(t *testing.T) {
 	}
 	type cell struct{ p50, p99 time.Duration }
 	var report strings.Builder
-	fmt.Fprintf(&report, "### Commit-to-client latency, memory backend vs the stream\n\n%s\n\nTime from the writer's commit (its INSERT returned) to the last of N clients reading the event; pg_recvlogical (test_decoding, to a pipe) reads the same commits at the same time. Single-row transactions, 8 writer connections, open-loop schedule. Each backend on a database, slot and clients of its own, one after the other.\n\n| clients | rows/s (achieved) | backend | serve p50 / p99 / max (ms) | pg_recvlogical p50 / p99 (ms) | serve − pg_recvlogical p50 / p99 (ms) | stream hop (− memory) p50 / p99 (ms) | CPU: serve / nats-server / clients+writer |\n|---|---|---|---|---|---|---|---|\n", machineLine(t))
+	fmt.Fprintf(&report, "### Commit-to-client latency, memory backend vs the stream\n\n%s\n\nTime from the writer's commit (its INSERT returned) to the last of N clients reading the event; pg_recvlogical (test_decoding, to a pipe) reads the same commits at the same time. Single-row transactions, 8 writer connections, open-loop schedule. Each backend on a database, slot and clients of its own, one after the other; one row reaches every client before the measured ones (warm-up).\n\n| clients | rows/s (achieved) | backend | serve p50 / p99 / max (ms) | pg_recvlogical p50 / p99 (ms) | serve − pg_recvlogical p50 / p99 (ms) | stream hop (− memory) p50 / p99 (ms) | CPU: serve / nats-server / clients+writer |\n|---|---|---|---|---|---|---|---|\n", machineLine(t))
 	var base int64 = 20_000_000
 	for _, n := range ns {
 		rates := []int{100, 1000}
@@ -220,6 +232,15 @@ func TestBenchNATSLatency(t *testing.T) {
 				}
 				srv := startBenchServe(t, db, "s_"+db.Name, edits)
 				clients := dialBenchClients(t, srv.wsURL, n, benchRole, []string{benchChannel}, nil)
+				// One row first, to every client: what is measured is the
+				// steady state, not a stream that is still electing its
+				// leader or a consumer still starting.
+				w0 := time.Now()
+				db.Exec(t, insertAnnouncement, 900_000_000+base)
+				if !clients.waitEvents(int64(n), time.Minute) {
+					t.Fatalf("N=%d %s: the warm-up row reached %d of %d clients in a minute", n, backend, clients.events.Load(), n)
+				}
+				t.Logf("N=%d rate=%d %s: warm-up row at every client after %v", n, rate, backend, time.Since(w0).Round(time.Millisecond))
 				rows := int(float64(rate) * d.Seconds())
 				rec := newRecorder(base, rows, n)
 				pgRec := newRecorder(base, rows, 1)
