@@ -260,7 +260,7 @@ func TestBenchNATSLatency(t *testing.T) {
 				pgLat, pgIncomplete := pgRec.latencies(wrote)
 				clients.close()
 				for _, line := range strings.Split(srv.proc.Stderr(), "\n") {
-					if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+					if (strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) && !strings.Contains(line, "pprof") {
 						t.Logf("N=%d rate=%d %s: serve: %s", n, rate, backend, line)
 					}
 				}
