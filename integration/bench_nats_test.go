@@ -535,6 +535,11 @@ func TestBenchNATSResume(t *testing.T) {
 
 	var fromStream, fromCache []time.Duration
 	var reqs int
+	// CPU seconds of the node served from, nats-server and the client.
+	cpuOf := func() cpuTriple {
+		return cpuTriple{cpuSeconds(t, reader.proc.Cmd.Process.Pid) + cpuSeconds(t, full.proc.Cmd.Process.Pid), natsCPU(t, nc), cpuSeconds(t, os.Getpid())}
+	}
+	var streamCPU, cacheCPU cpuTriple
 	for i := range reps {
 		var prof sync.WaitGroup
 		if i == 0 {
@@ -544,28 +549,51 @@ func TestBenchNATSResume(t *testing.T) {
 				reader.saveProfile(t, "profile?seconds=3", "nats-resume-cpu.pprof")
 			}()
 		}
+		c0 := cpuOf()
 		r, e, d := syncAll(t, hc, reader.addr, tok, head.Cursor, limit, n)
+		streamCPU.add(cpuOf().sub(c0))
 		prof.Wait()
 		if e != n {
 			t.Fatalf("from the stream: %d events, want %d", e, n)
 		}
 		fromStream = append(fromStream, d)
 		reqs = r
+		c0 = cpuOf()
 		r2, e2, d2 := syncAll(t, hc, full.addr, tok, head.Cursor, limit, n)
+		cacheCPU.add(cpuOf().sub(c0))
 		if e2 != n {
 			t.Fatalf("from the cache: %d events in %d requests, want %d", e2, r2, n)
 		}
 		fromCache = append(fromCache, d2)
 		t.Logf("rep %d: stream %v, cache %v (%d requests)", i, d.Round(time.Millisecond), d2.Round(time.Millisecond), r)
 	}
+	var sumS, sumC time.Duration
+	for i := range reps {
+		sumS += fromStream[i]
+		sumC += fromCache[i]
+	}
 	slices.Sort(fromStream)
 	slices.Sort(fromCache)
 	s, c := fromStream[reps/2], fromCache[reps/2]
-	benchReport(t, "### A resume served from the stream\n\n%s\n\n`GET /api/realtime/sync?channels=%s&since=<cursor before the %d events>&limit=%d`, then again from each answer's cursor until `more` is false: %d requests, %d events (100-row transactions). One nats-server; median of %d runs each, alternately.\n\n| served from | time | requests/s | events/s | ratio |\n|---|---|---|---|---|\n| a gateway's memory cache (log.cache_events %d, holds all) | %v | %.1f | %.0f | 1 |\n| the stream (serve --role all, log.cache_events %d) | %v | %.1f | %.0f | **%.2f** |\n\nAll runs: stream %v, cache %v. The client (in the test process, on the same cores) reads each answer whole and splits its events without decoding them.\n",
+	benchReport(t, "### A resume served from the stream\n\n%s\n\n`GET /api/realtime/sync?channels=%s&since=<cursor before the %d events>&limit=%d`, then again from each answer's cursor until `more` is false: %d requests, %d events (100-row transactions). One nats-server; median of %d runs each, alternately.\n\n| served from | time | requests/s | events/s | ratio |\n|---|---|---|---|---|\n| a gateway's memory cache (log.cache_events %d, holds all) | %v | %.1f | %.0f | 1 |\n| the stream (serve --role all, log.cache_events %d) | %v | %.1f | %.0f | **%.2f** |\n\nAll runs: stream %v, cache %v. The client (in the test process, on the same cores) reads each answer whole and splits its events without decoding them. CPU during the passes, in percent of one core (serve nodes / nats-server / client): from the stream %s, from the cache %s.\n",
 		machineLine(t), benchChannel, n, limit, reqs, n, reps,
 		n+small, c.Round(time.Millisecond), float64(reqs)/c.Seconds(), float64(n)/c.Seconds(),
 		small, s.Round(time.Millisecond), float64(reqs)/s.Seconds(), float64(n)/s.Seconds(), c.Seconds()/s.Seconds(),
-		fromStream, fromCache)
+		fromStream, fromCache, streamCPU.percent(sumS), cacheCPU.percent(sumC))
+}
+
+// cpuTriple is CPU seconds of serve, nats-server and the test process.
+type cpuTriple struct{ serve, nats, self float64 }
+
+func (a cpuTriple) sub(b cpuTriple) cpuTriple {
+	return cpuTriple{a.serve - b.serve, a.nats - b.nats, a.self - b.self}
+}
+
+func (a *cpuTriple) add(b cpuTriple) { a.serve += b.serve; a.nats += b.nats; a.self += b.self }
+
+func (a cpuTriple) percent(wall time.Duration) string {
+	w := wall.Seconds() / 100
+	return fmt.Sprintf("%.0f / %.0f / %.0f %%", a.serve/w, a.nats/w, a.self/w)
 }
 
 // ---- 4. A gateway's memory with its cache ----
