@@ -550,7 +550,16 @@ func TestBenchNATSResume(t *testing.T) {
 			}()
 		}
 		c0 := cpuOf()
+		lag := scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events")
 		r, e, d := syncAll(t, hc, reader.addr, tok, head.Cursor, limit, n)
+		if e != n {
+			t.Logf("the node served from: stream_lag_events %v before the pass, %v now", lag, scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events"))
+			time.Sleep(10 * time.Second)
+			m := scrapeMetrics(t, reader.addr)
+			t.Logf("10 s later: stream_lag_events %v, stream_following %v, eventlog_events %v, eventlog_held_events %v",
+				m.value("cdc_broadcaster_stream_lag_events"), m.value("cdc_broadcaster_stream_following"),
+				m.value("cdc_broadcaster_eventlog_events"), m.value("cdc_broadcaster_eventlog_held_events"))
+		}
 		streamCPU.add(cpuOf().sub(c0))
 		prof.Wait()
 		if e != n {
