@@ -533,6 +533,17 @@ func TestBenchNATSResume(t *testing.T) {
 		t.Fatalf("the small gateway's cache holds %v events, want ≤ %d", c, small)
 	}
 
+	// The node served from must have followed the whole stream: /sync
+	// answers up to its hub's position, and a node still behind answers
+	// short with more false.
+	w0 := time.Now()
+	for scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events") > 0 {
+		if time.Since(w0) > 2*time.Minute {
+			t.Fatalf("the node served from is still %v events behind the stream", scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the node served from caught up with the stream %v after the full gateway's cache did", time.Since(w0).Round(time.Millisecond))
 	var fromStream, fromCache []time.Duration
 	var reqs int
 	// CPU seconds of the node served from, nats-server and the client.
