@@ -533,6 +533,17 @@ func TestBenchNATSResume(t *testing.T) {
 		t.Fatalf("the small gateway's cache holds %v events, want ≤ %d", c, small)
 	}
 
+	// The node served from must have followed the whole stream: /sync
+	// answers up to its hub's position, and a node still behind answers
+	// short with more false.
+	w0 := time.Now()
+	for scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events") > 0 {
+		if time.Since(w0) > 2*time.Minute {
+			t.Fatalf("the node served from is still %v events behind the stream", scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the node served from caught up with the stream %v after the full gateway's cache did", time.Since(w0).Round(time.Millisecond))
 	var fromStream, fromCache []time.Duration
 	var reqs int
 	// CPU seconds of the node served from, nats-server and the client.
@@ -550,7 +561,16 @@ func TestBenchNATSResume(t *testing.T) {
 			}()
 		}
 		c0 := cpuOf()
+		lag := scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events")
 		r, e, d := syncAll(t, hc, reader.addr, tok, head.Cursor, limit, n)
+		if e != n {
+			t.Logf("the node served from: stream_lag_events %v before the pass, %v now", lag, scrapeMetrics(t, reader.addr).value("cdc_broadcaster_stream_lag_events"))
+			time.Sleep(10 * time.Second)
+			m := scrapeMetrics(t, reader.addr)
+			t.Logf("10 s later: stream_lag_events %v, stream_following %v, eventlog_events %v, eventlog_held_events %v",
+				m.value("cdc_broadcaster_stream_lag_events"), m.value("cdc_broadcaster_stream_following"),
+				m.value("cdc_broadcaster_eventlog_events"), m.value("cdc_broadcaster_eventlog_held_events"))
+		}
 		streamCPU.add(cpuOf().sub(c0))
 		prof.Wait()
 		if e != n {
