@@ -2,16 +2,9 @@ package natslog
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -23,96 +16,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/treasure-home/cdc-broadcaster/internal/testpki"
 )
 
 // Issue 12: Connect's credentials and TLS options against a real
 // nats-server that requires them. A .creds file (operator mode, JWTs) is
 // not tested here: making one needs nats-io/jwt, which is no dependency.
-
-// testPKI is a CA and the files it signed, in a temp dir.
-type testPKI struct {
-	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	CAFile string
-}
-
-// newPKI makes a CA (ECDSA P-256, valid 1h) and writes its certificate.
-func newPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "cdc-broadcaster test CA"},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{dir: t.TempDir(), ca: ca, caKey: key}
-	p.CAFile = filepath.Join(p.dir, "ca.pem")
-	writePEM(t, p.CAFile, "CERTIFICATE", der)
-	return p
-}
-
-// issue writes a certificate signed by the CA, for 127.0.0.1, with its key,
-// and returns their paths. client says what it is for.
-func (p *testPKI) issue(t *testing.T, name string, client bool) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	usage := x509.ExtKeyUsageServerAuth
-	if client {
-		usage = x509.ExtKeyUsageClientAuth
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(p.dir, name+".pem")
-	keyFile = filepath.Join(p.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // startSecureServer runs nats-server with JetStream and the config block
 // extra (authorization, tls), on a random loopback port, and waits until its
@@ -305,8 +215,8 @@ func TestSecureToken(t *testing.T) {
 }
 
 func TestSecureTLS(t *testing.T) {
-	pki := newPKI(t)
-	cert, key := pki.issue(t, "server", false)
+	pki := testpki.New(t)
+	cert, key := pki.Issue(t, "server", false)
 	url := startSecureServer(t, fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n  timeout: 2\n}", cert, key))
 	t.Run("CA", func(t *testing.T) {
 		mustWork(t, Options{URLs: []string{url}, CAFile: pki.CAFile})
@@ -319,7 +229,7 @@ func TestSecureTLS(t *testing.T) {
 		mustFail(t, Options{URLs: []string{url}}, nil, "certificate", "log.nats.tls.ca_file")
 	})
 	t.Run("OtherCA", func(t *testing.T) {
-		other := newPKI(t)
+		other := testpki.New(t)
 		mustFail(t, Options{URLs: []string{url}, CAFile: other.CAFile}, nil, "certificate", "log.nats.tls.ca_file")
 	})
 	t.Run("MissingCAFile", func(t *testing.T) {
@@ -328,9 +238,9 @@ func TestSecureTLS(t *testing.T) {
 }
 
 func TestSecureTLSClientCert(t *testing.T) {
-	pki := newPKI(t)
-	cert, key := pki.issue(t, "server", false)
-	ccert, ckey := pki.issue(t, "client", true)
+	pki := testpki.New(t)
+	cert, key := pki.Issue(t, "server", false)
+	ccert, ckey := pki.Issue(t, "client", true)
 	url := startSecureServer(t, fmt.Sprintf("tls {\n  cert_file: %q\n  key_file: %q\n  ca_file: %q\n  verify: true\n  timeout: 2\n}", cert, key, pki.CAFile))
 	t.Run("ClientCert", func(t *testing.T) {
 		mustWork(t, Options{URLs: []string{url}, CAFile: pki.CAFile, CertFile: ccert, KeyFile: ckey})
@@ -341,8 +251,8 @@ func TestSecureTLSClientCert(t *testing.T) {
 		mustFail(t, Options{URLs: []string{url}, CAFile: pki.CAFile}, nil, "log.nats.tls.")
 	})
 	t.Run("ClientCertOfOtherCA", func(t *testing.T) {
-		other := newPKI(t)
-		oc, ok := other.issue(t, "client", true)
+		other := testpki.New(t)
+		oc, ok := other.Issue(t, "client", true)
 		mustFail(t, Options{URLs: []string{url}, CAFile: pki.CAFile, CertFile: oc, KeyFile: ok}, nil, "log.nats.tls.")
 	})
 	t.Run("CertWithoutKey", func(t *testing.T) {
@@ -353,7 +263,7 @@ func TestSecureTLSClientCert(t *testing.T) {
 // TestSecureTLSWanted: with a CA file set, a server that offers no TLS is
 // refused rather than talked to in the clear.
 func TestSecureTLSWanted(t *testing.T) {
-	pki := newPKI(t)
+	pki := testpki.New(t)
 	url := startSecureServer(t, "")
 	mustFail(t, Options{URLs: []string{url}, CAFile: pki.CAFile}, nats.ErrSecureConnWanted, "server does not offer it")
 	mustFail(t, Options{URLs: []string{strings.Replace(url, "nats://", "tls://", 1)}}, nats.ErrSecureConnWanted, "server does not offer it")
