@@ -66,6 +66,23 @@ func startClusterNodes(t *testing.T, db *DB, nc *NATSCluster, roles ...string) [
 	return nodes
 }
 
+// writeAttendance commits one attendance row every 5 ms, each on its own
+// day from first on, until stop is called; done then gives the first error.
+func writeAttendance(db *DB, first string) (stop func(), done <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	written := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; ctx.Err() == nil && err == nil; i++ {
+			_, err = db.Pool.Exec(context.Background(), `INSERT INTO attendance (student_id, class_id, date, status)
+				SELECT id, class_id, $1::date + $2::int, 'present' FROM students ORDER BY id LIMIT 1`, first, i)
+			time.Sleep(5 * time.Millisecond)
+		}
+		written <- err
+	}()
+	return cancel, written
+}
+
 // waitReadyz polls GET /readyz until 200.
 func waitReadyz(t *testing.T, n *clusterNode) {
 	t.Helper()
@@ -122,17 +139,7 @@ func TestClusterNATS(t *testing.T) {
 		go func() { done <- cl.session(ctx, reader.wsURL) }()
 		rsWaitAll(t, []*rsClient{cl}, gwWait, "subscribed", func(c *rsClient) bool { return c.sessionCount() == 1 })
 		// A writer commits throughout.
-		wctx, stopWriter := context.WithCancel(context.Background())
-		written := make(chan error, 1)
-		go func() {
-			var err error
-			for i := 0; wctx.Err() == nil && err == nil; i++ {
-				_, err = db.Pool.Exec(context.Background(), `INSERT INTO attendance (student_id, class_id, date, status)
-					SELECT id, class_id, DATE '2018-01-01' + $1::int, 'present' FROM students ORDER BY id LIMIT 1`, i)
-				time.Sleep(5 * time.Millisecond)
-			}
-			written <- err
-		}()
+		stopWriter, written := writeAttendance(db, "2018-01-01")
 		rsWaitAll(t, []*rsClient{cl}, 30*time.Second, "some events on the reader", func(c *rsClient) bool { n, _ := c.progress(); return n >= 20 })
 		cancel()
 		if err := <-done; err != nil {
@@ -491,17 +498,7 @@ func TestClusterGatewayRestart(t *testing.T) {
 		}
 	}()
 	rsWaitAll(t, []*rsClient{back, other}, gwWait, "subscribed", func(c *rsClient) bool { return c.sessionCount() >= 1 })
-	wctx, stopWriter := context.WithCancel(context.Background())
-	written := make(chan error, 1)
-	go func() {
-		var err error
-		for i := 0; wctx.Err() == nil && err == nil; i++ {
-			_, err = db.Pool.Exec(context.Background(), `INSERT INTO attendance (student_id, class_id, date, status)
-				SELECT id, class_id, DATE '2015-01-01' + $1::int, 'present' FROM students ORDER BY id LIMIT 1`, i)
-			time.Sleep(5 * time.Millisecond)
-		}
-		written <- err
-	}()
+	stopWriter, written := writeAttendance(db, "2015-01-01")
 	rsWaitAll(t, []*rsClient{back, other}, 30*time.Second, "events before the kill", func(c *rsClient) bool { n, _ := c.progress(); return n >= 20 })
 	gateway.proc.Kill(t)
 	gateway.start(t)

@@ -29,20 +29,7 @@ import (
 // port accepts connections. It returns the nats:// URL.
 func startSecureServer(t *testing.T, extra string) string {
 	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(root, ".tmp", "bin", "nats-server")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("no nats-server at %s: run `make test-deps`", bin)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	bin, port := serverBinAndPort(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nats-server.conf")
 	body := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n}\n%s\n", port, filepath.Join(dir, "store"), extra)

@@ -27,7 +27,9 @@ type testServer struct {
 	cmd  *exec.Cmd
 }
 
-func startServer(t *testing.T) *testServer {
+// serverBinAndPort returns the pinned nats-server binary and a free
+// loopback port for it.
+func serverBinAndPort(t *testing.T) (string, int) {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -43,6 +45,12 @@ func startServer(t *testing.T) *testServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	return bin, port
+}
+
+func startServer(t *testing.T) *testServer {
+	t.Helper()
+	bin, port := serverBinAndPort(t)
 	s := &testServer{t: t, bin: bin, dir: t.TempDir(), port: port}
 	s.start()
 	t.Cleanup(s.kill)
