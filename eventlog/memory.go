@@ -136,7 +136,9 @@ func (m *Memory) Append(ctx context.Context, b broadcaster.Batch) error {
 		if !m.head.Before(ev.ID) {
 			continue
 		}
-		for m.pinned && m.n >= m.opts.MaxEvents && m.n-m.after(m.pin) >= m.opts.MaxEvents {
+		// Waits while MaxEvents events or more lie after the pin: while
+		// the MaxEvents-th newest does (the ring is in cursor order).
+		for m.pinned && m.n >= m.opts.MaxEvents && m.pin.Before(m.at(m.n-m.opts.MaxEvents).ID) {
 			// The reader has not read the oldest event yet: tell it
 			// about what was added, and wait for it.
 			if added {
@@ -204,8 +206,11 @@ func (m *Memory) Unpin() {
 func (m *Memory) push(ev *broadcaster.Event) {
 	if m.n == len(m.ring) && m.n >= m.opts.MaxEvents {
 		// Full: what no hold needs, or what is over the budget, goes
-		// before the ring grows.
-		m.trim()
+		// before the ring grows. Without holds (the common case, on every
+		// append of a full log) only the oldest event goes.
+		if len(m.holds) > 0 {
+			m.trim()
+		}
 		if m.n == len(m.ring) && !m.needed(m.at(0)) {
 			m.evictFirst()
 		}
