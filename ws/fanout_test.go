@@ -134,7 +134,9 @@ func TestSlowConsumer(t *testing.T) {
 	const total, batch = 20000, 2000
 	e := newEnv(t, func(o *Options) {
 		o.Limits.SendQueue = 512
-		o.StallTimeout = 300 * time.Millisecond
+		// Long enough that a loaded CI machine does not take the fast
+		// client's scheduling delays for a stall (300 ms did, once).
+		o.StallTimeout = 2 * time.Second
 	})
 	e.acc.grant("19", "class:1")
 	e.acc.grant("20", "class:1")
