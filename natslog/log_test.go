@@ -190,29 +190,46 @@ func TestWriterSurvivesServerRestart(t *testing.T) {
 	}
 	defer w.Close()
 	var all []broadcaster.Event
-	appendTx := func(i int) {
-		b := testTx(i, 2, base)
-		all = append(all, b.Events...)
+	for i := 1; i <= 20; i++ {
+		all = append(all, testTx(i, 2, base).Events...)
+	}
+	appendTx := func(i int) error {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := w.Append(actx, b); err != nil {
+		return w.Append(actx, testTx(i, 2, base))
+	}
+	for i := 1; i <= 10; i++ {
+		if err := appendTx(i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := 1; i <= 10; i++ {
-		appendTx(i)
-	}
 	waitUntil(t, "the first ten", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
 	srv.kill()
-	for i := 11; i <= 15; i++ {
-		appendTx(i)
-	}
+	// Append may wait while the server is down (once the writer noticed
+	// the failure it publishes nothing new before the stream is read
+	// again): the next five go in from the side.
+	appended := make(chan error, 1)
+	go func() {
+		for i := 11; i <= 15; i++ {
+			if err := appendTx(i); err != nil {
+				appended <- err
+				return
+			}
+		}
+		appended <- nil
+	}()
+	waitUntil(t, "the failure noticed", func() bool { return w.Stats().Failures > 0 })
 	if got := w.Confirmable(); got == broadcaster.MaxLSN || got > broadcaster.LSN(10*0x100+0x30) {
 		t.Fatalf("confirmable %v with the server down, want at most the end of transaction 10", got)
 	}
 	srv.start()
+	if err := <-appended; err != nil {
+		t.Fatal(err)
+	}
 	for i := 16; i <= 20; i++ {
-		appendTx(i)
+		if err := appendTx(i); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitUntil(t, "everything acknowledged", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
 	f := NewFollower(st, 100, o)

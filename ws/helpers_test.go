@@ -256,10 +256,15 @@ func (e *env) token(user, role string) string {
 	return e.ver.add(fmt.Sprintf("tok-%s-%s-%d", user, role, time.Now().UnixNano()), user, role, time.Now().Add(time.Hour))
 }
 
-// appendEvents appends one transaction per event, each on the channels.
+// appendEvents appends one transaction per event, each on the channels,
+// and waits until the hub has passed them: a subscription made after it
+// returns starts after them (without the wait the hub could reach them
+// after the subscription and rightly deliver them live).
 func (e *env) appendEvents(n int, channels ...string) []broadcaster.Event {
 	evs := e.makeEvents(n, "", channels...)
 	e.appendBatch(evs)
+	last := evs[len(evs)-1].ID
+	waitFor(e.t, "the hub past the appended events", func() bool { return !e.srv.hub.position().Before(last) })
 	return evs
 }
 

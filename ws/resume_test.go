@@ -268,15 +268,22 @@ func TestBurstPastQueueAndRetention(t *testing.T) {
 	c.subscribe("class:1")
 	late := e.connect("20", "teacher")
 
+	// The burst goes in as two batches, the second only once the late
+	// client subscribed: it subscribes while the first is fanned out (or
+	// just after, on a busy machine), never after the whole burst.
 	burst := e.makeEvents(20000, "", "class:1")
 	appended := make(chan struct{})
+	subscribed := make(chan struct{})
 	go func() {
 		defer close(appended)
-		e.appendBatch(burst)
+		e.appendBatch(burst[:10000])
+		<-subscribed
+		e.appendBatch(burst[10000:])
 	}()
 	// The late client subscribes in the middle of the fan-out.
 	waitFor(t, "the fan-out under way", func() bool { return e.srv.Stats().EventsDelivered > 2000 })
 	lateAt, err := broadcaster.ParseCursor(late.subscribe("class:1").str("cursor"))
+	close(subscribed)
 	if err != nil {
 		t.Fatal(err)
 	}
