@@ -101,6 +101,15 @@ func Connect(ctx context.Context, o Options) (*nats.Conn, jetstream.JetStream, e
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("natslog: disconnected from NATS", "err", err)
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			// Asynchronous errors: a subscription that dropped messages
+			// (a slow consumer), a permission refused.
+			if sub != nil {
+				log.Warn("natslog: NATS reported an error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("natslog: NATS reported an error", "err", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("natslog: reconnected to NATS", "server", nc.ConnectedUrlRedacted())
 		}),

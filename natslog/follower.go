@@ -176,7 +176,10 @@ func (f *Follower) follow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer from %d: %w", start, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(followBatch))
+	// A missed idle heartbeat makes the iterator ask the server again: with
+	// 1 s heartbeats a pull the server dropped costs 2 s, not the default's
+	// 10 s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(followBatch), jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return fmt.Errorf("consume from %d: %w", start, err)
 	}
@@ -210,19 +213,45 @@ func (f *Follower) follow(ctx context.Context) error {
 			return
 		}
 	}()
+	// The iterator is read on a goroutine of its own, ahead of decoding
+	// and of the cache (whose Append waits for the hub when the cache is
+	// full): the iterator's buffer, which drops what overflows it, is
+	// emptied as fast as messages arrive.
+	msgs := make(chan jetstream.Msg, 4*followBatch)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case msgs <- msg:
+			case <-watchCtx.Done():
+				return
+			}
+		}
+	}()
 	f.mu.Lock()
 	f.following, f.err = true, nil
 	f.mu.Unlock()
 	batch := make([]broadcaster.Event, 0, followBatch)
 	for {
-		msg, err := it.Next()
-		if err != nil {
+		msg, ok := <-msgs
+		if !ok {
 			select {
 			case why := <-gone:
 				return why
 			default:
 			}
-			return fmt.Errorf("read the stream: %w", err)
+			select {
+			case err := <-readErr:
+				return fmt.Errorf("read the stream: %w", err)
+			default:
+				return ctx.Err()
+			}
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -248,7 +277,7 @@ func (f *Follower) follow(ctx context.Context) error {
 		f.seq = meta.Sequence.Stream
 		f.last = max(f.last, meta.Sequence.Stream+meta.NumPending)
 		f.mu.Unlock()
-		if meta.NumPending == 0 || len(batch) == followBatch {
+		if len(msgs) == 0 || len(batch) == followBatch {
 			if err := f.Memory.Append(ctx, broadcaster.Batch{Events: batch}); err != nil {
 				return err
 			}
@@ -256,6 +285,9 @@ func (f *Follower) follow(ctx context.Context) error {
 		}
 	}
 }
+
+// followHeartbeat is the idle heartbeat a Follower's consumer asks for.
+const followHeartbeat = time.Second
 
 // Prime tells the cache how far the stream goes now: until it has loaded
 // that far, a client's cursor ahead of it is one it is getting to, not one
