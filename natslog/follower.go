@@ -38,6 +38,8 @@ type Follower struct {
 	// seq is the stream sequence of the newest message read into the
 	// cache; last the stream's last sequence when last seen.
 	seq, last uint64
+	// leaders counts the leader markers read (takeovers of the stream).
+	leaders   uint64
 	err       error
 	following bool
 	// created is when the stream was created; resetFloor and resetAt,
@@ -257,6 +259,21 @@ func (f *Follower) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("message metadata: %w", err)
 		}
+		if isMarker(f.prefix, msg.Subject()) {
+			// A reader took the stream over: not an event.
+			f.mu.Lock()
+			f.seq = meta.Sequence.Stream
+			f.last = max(f.last, meta.Sequence.Stream+meta.NumPending)
+			f.leaders++
+			f.mu.Unlock()
+			if len(msgs) == 0 && len(batch) > 0 {
+				if err := f.Memory.Append(ctx, broadcaster.Batch{Events: batch}); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+			continue
+		}
 		ev, err := Decode(msg.Data())
 		switch {
 		case err != nil:
@@ -293,7 +310,7 @@ const followHeartbeat = time.Second
 // that far, a client's cursor ahead of it is one it is getting to, not one
 // from elsewhere. Call it before serving clients; Run calls it too.
 func (f *Follower) Prime(ctx context.Context) error {
-	_, last, err := streamHead(ctx, f.stream)
+	_, last, _, err := streamHead(ctx, f.stream)
 	if err != nil {
 		return err
 	}
