@@ -76,6 +76,8 @@ type Writer struct {
 	term    bool
 	deposed chan struct{}
 	terms   uint64
+	// takeovers counts the terms that followed another node's.
+	takeovers uint64
 }
 
 // entry is one published event, or (msg nil) the end of a transaction.
@@ -96,7 +98,10 @@ type pubResult struct {
 	err error
 }
 
-var _ broadcaster.Log = (*Writer)(nil)
+var (
+	_ broadcaster.Log   = (*Writer)(nil)
+	_ broadcaster.Terms = (*Writer)(nil)
+)
 
 // NewWriter returns a Writer that goes on after the stream's last event.
 // A reader elected among several calls Begin before each term as leader
@@ -179,6 +184,18 @@ func (w *Writer) Begin(ctx context.Context) error {
 		}
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		seq, head, _, err := streamHead(pctx, w.stream)
+		from := ""
+		if err == nil {
+			// Whose term this one follows (for the takeover count).
+			var prev *jetstream.RawStreamMsg
+			prev, err = w.stream.GetLastMsgForSubject(pctx, w.prefix+"."+leaderToken)
+			switch {
+			case err == nil:
+				from = prev.Header.Get(HeaderNode)
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				err = nil
+			}
+		}
 		if err == nil {
 			var ack *jetstream.PubAck
 			ack, err = w.js.PublishMsg(pctx, leaderMarker(w.prefix, head, epoch, w.node), jetstream.WithExpectLastSequence(seq))
@@ -187,6 +204,9 @@ func (w *Writer) Begin(ctx context.Context) error {
 				w.mu.Lock()
 				w.lastSeq, w.ackedSeq, w.head, w.lastID = ack.Sequence, ack.Sequence, head, markerID(epoch)
 				w.terms++
+				if from != "" && from != w.node {
+					w.takeovers++
+				}
 				w.mu.Unlock()
 				w.startAcker()
 				w.log.Info("natslog: leading the stream", "streamSeq", ack.Sequence, "head", head, "epoch", epoch)
@@ -228,6 +248,13 @@ func (w *Writer) Terms() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.terms
+}
+
+// Takeovers counts the terms Begin started after another node's term.
+func (w *Writer) Takeovers() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.takeovers
 }
 
 // Close stops the writer; what is not acknowledged yet stays unconfirmed
