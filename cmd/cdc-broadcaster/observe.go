@@ -119,6 +119,7 @@ func readerOf(stream *cdc.Stream) string {
 	case stream.Status().Connected:
 		return metrics.ReaderLeader
 	}
+	// Waiting for the reader lock, or for the database.
 	return metrics.ReaderStandby
 }
 
@@ -231,6 +232,7 @@ func (o *observer) close() {
 
 func streamStatus(s cdc.Status) metrics.StreamStatus {
 	return metrics.StreamStatus{
+		Standby:      s.Standby,
 		Connected:    s.Connected,
 		CaughtUp:     s.CaughtUp,
 		Slot:         s.Slot,
