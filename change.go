@@ -7,16 +7,19 @@ import (
 // Op is the kind of row change.
 type Op uint8
 
-// The row operations, as they appear in events.
+// The row operations, as they appear in events, and OpEmit, the
+// operation of an event the application emitted from SQL rather than a row
+// change (a logical decoding message; docs/config.md, "Emitted events").
 const (
 	OpInsert Op = iota + 1
 	OpUpdate
 	OpDelete
 	OpTruncate
+	OpEmit
 )
 
-// String returns the operation as events spell it: INSERT, UPDATE, DELETE or
-// TRUNCATE.
+// String returns the operation as events spell it: INSERT, UPDATE, DELETE,
+// TRUNCATE or EMIT.
 func (o Op) String() string {
 	switch o {
 	case OpInsert:
@@ -27,6 +30,8 @@ func (o Op) String() string {
 		return "DELETE"
 	case OpTruncate:
 		return "TRUNCATE"
+	case OpEmit:
+		return "EMIT"
 	}
 	return "UNKNOWN"
 }
@@ -42,6 +47,8 @@ func (o Op) Lower() string {
 		return "delete"
 	case OpTruncate:
 		return "truncate"
+	case OpEmit:
+		return "emit"
 	}
 	return "unknown"
 }
@@ -130,6 +137,26 @@ type Change struct {
 	// provides it; see OldKind for how much of it is known.
 	Old     []any
 	OldKind byte
+}
+
+// Message is a logical decoding message the application wrote with
+// pg_logical_emit_message, other than those the Source reads itself (the
+// actor of a transaction, the heartbeat).
+type Message struct {
+	// LSN is the message's own position in the WAL. A non-transactional
+	// message belongs to no transaction: its LSN places it in commit order
+	// (every transaction delivered before it committed before it, every
+	// one after it, after it).
+	LSN LSN
+	// Transactional is true for a message written as part of its
+	// transaction: it is delivered only if, and when, that transaction
+	// commits, in its place among the transaction's changes.
+	Transactional bool
+	Prefix        string
+	Content       []byte
+	// Sent is when the database sent the message to the Source, by the
+	// database's clock: a non-transactional message has no commit time.
+	Sent time.Time
 }
 
 // Tx describes the committed transaction whose changes are being delivered.

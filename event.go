@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Event is one mapped row change, as clients receive it.
+// Event is one mapped row change, or one event the application emitted
+// (Op OpEmit, no Table), as clients receive it.
 type Event struct {
 	// ID is both the eventId and the cursor clients see.
 	ID        Cursor
@@ -45,24 +46,32 @@ type eventJSON struct {
 	EventID   Cursor `json:"eventId"`
 	Cursor    Cursor `json:"cursor"`
 	EventType string `json:"eventType"`
-	Table     string `json:"table"`
+	Table     string `json:"table,omitempty"`
 	Operation Op     `json:"operation"`
-	Data      Row    `json:"data,omitempty"`
+	Data      *Row   `json:"data,omitempty"`
 	OldData   Row    `json:"oldData,omitempty"`
 	Timestamp int64  `json:"timestamp"`
 	UserID    string `json:"userId,omitempty"`
 	TxID      uint32 `json:"txId"`
 }
 
-// MarshalJSON encodes the event in the form of the wire contract.
+// MarshalJSON encodes the event in the form of the wire contract. An
+// emitted event always has data, {} when it carries none.
 func (e Event) MarshalJSON() ([]byte, error) {
+	var data *Row
+	switch {
+	case len(e.Data) > 0:
+		data = &e.Data
+	case e.Op == OpEmit:
+		data = &Row{}
+	}
 	return json.Marshal(eventJSON{
 		EventID:   e.ID,
 		Cursor:    e.ID,
 		EventType: e.Type,
 		Table:     e.Table,
 		Operation: e.Op,
-		Data:      e.Data,
+		Data:      data,
 		OldData:   e.OldData,
 		Timestamp: e.Timestamp.UnixMilli(),
 		UserID:    e.UserID,

@@ -18,14 +18,21 @@ type Source interface {
 }
 
 // TxHandler receives the changes of committed transactions, one transaction
-// at a time: Begin, Change for each change in order, then Commit. After a
-// reconnect the Source may deliver a transaction again from its Begin; the
-// handler must give its events the same ids as before.
+// at a time: Begin, Change for each change in order, then Commit; and the
+// application's logical decoding messages. After a reconnect the Source may
+// deliver a transaction (or a message) again; the handler must give its
+// events the same ids as before.
 //
 // The Source calls a TxHandler from one goroutine. An error stops the Source.
 type TxHandler interface {
 	Begin(ctx context.Context, tx *Tx) error
 	Change(ctx context.Context, tx *Tx, c *Change) error
+	// Message delivers a logical decoding message. A transactional one
+	// comes between Begin and Commit of its transaction, in its place
+	// among the changes, with tx. A non-transactional one comes between
+	// transactions, with tx nil: when Message returns nil, the next stage
+	// has accepted what it made of the message.
+	Message(ctx context.Context, tx *Tx, m *Message) error
 	// Commit ends the transaction. When it returns nil the next stage has
 	// accepted every event of the transaction.
 	Commit(ctx context.Context, tx *Tx) error
@@ -33,7 +40,9 @@ type TxHandler interface {
 
 // Batch is a run of events appended to a Log. A large transaction arrives in
 // several batches; the last one has TxEnd set to the transaction's end LSN.
-// A transaction that maps to no event still ends with an empty batch.
+// A transaction that maps to no event still ends with an empty batch. An
+// event of a non-transactional message comes in a batch of its own whose
+// TxEnd is the message's LSN.
 type Batch struct {
 	Events []Event
 	TxEnd  LSN

@@ -627,6 +627,8 @@ type receiver struct {
 	inTx bool
 	tx   broadcaster.Tx
 	seq  uint32
+	// sent is the server's send time of the WAL data being handled.
+	sent time.Time
 
 	// target is the server's WAL position when the session began; once the
 	// stream has passed it, what the slot held back has been replayed.
@@ -711,6 +713,7 @@ func (r *receiver) loop(ctx context.Context) error {
 				if at := uint64(xld.WALStart); at > s.received.Load() {
 					s.received.Store(at)
 				}
+				r.sent = xld.ServerTime
 				if err := r.handle(ctx, xld.WALData); err != nil {
 					return err
 				}
@@ -830,21 +833,45 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		}
 		return nil
 	case *pglogrepl.LogicalDecodingMessage:
-		switch {
-		case m.Transactional && r.inTx && m.Prefix == ActorPrefix:
-			r.tx.Actor = string(m.Content)
-		case !m.Transactional && !r.inTx:
-			// Between transactions: everything committed before this message
-			// has been delivered and accepted.
-			s.accepted = max(s.accepted, broadcaster.LSN(m.LSN))
-		}
-		return nil
+		return r.message(ctx, m)
 	case *pglogrepl.OriginMessage:
 		return nil
 	case *pglogrepl.StreamStartMessageV2, *pglogrepl.StreamStopMessageV2,
 		*pglogrepl.StreamCommitMessageV2, *pglogrepl.StreamAbortMessageV2:
 		return fmt.Errorf("pgoutput: unexpected streaming message %T (streaming is not requested)", m)
 	}
+	return nil
+}
+
+// message handles a logical decoding message: the actor of a transaction
+// and the heartbeat are the Stream's own; the handler gets every other one.
+func (r *receiver) message(ctx context.Context, m *pglogrepl.LogicalDecodingMessage) error {
+	s := r.s
+	if m.Transactional {
+		if !r.inTx {
+			return fmt.Errorf("pgoutput: transactional message %q outside a transaction", m.Prefix)
+		}
+		if m.Prefix == ActorPrefix {
+			r.tx.Actor = string(m.Content)
+			return nil
+		}
+		msg := broadcaster.Message{LSN: broadcaster.LSN(m.LSN), Transactional: true, Prefix: m.Prefix, Content: m.Content, Sent: r.sent}
+		return r.call(r.h.Message(ctx, &r.tx, &msg))
+	}
+	if r.inTx {
+		// Without streaming, pgoutput sends a transaction whole, when it
+		// decodes the commit: nothing else comes in between.
+		return fmt.Errorf("pgoutput: non-transactional message %q inside xid %d", m.Prefix, r.tx.Xid)
+	}
+	if m.Prefix != HeartbeatPrefix && m.Prefix != ActorPrefix {
+		msg := broadcaster.Message{LSN: broadcaster.LSN(m.LSN), Prefix: m.Prefix, Content: m.Content, Sent: r.sent}
+		if err := r.h.Message(ctx, nil, &msg); err != nil {
+			return &handlerError{err: fmt.Errorf("handler refused the message at %s: %w", msg.LSN, err)}
+		}
+	}
+	// Between transactions: everything committed before this message has
+	// been delivered and accepted, and so has the message.
+	s.accepted = max(s.accepted, broadcaster.LSN(m.LSN))
 	return nil
 }
 

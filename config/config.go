@@ -17,6 +17,7 @@ type Config struct {
 	Log       Log       `mapstructure:"log"`
 	Mappings  []Mapping `mapstructure:"mappings"`
 	Channels  []Channel `mapstructure:"channels"`
+	Emit      Emit      `mapstructure:"emit"`
 
 	// File is the path the config was read from ("" when none).
 	File string `mapstructure:"-"`
@@ -197,6 +198,52 @@ type EventRule struct {
 	Continue bool   `mapstructure:"continue"`
 	// Channels, when set, replaces the mapping's channels for this rule.
 	Channels []string `mapstructure:"channels"`
+}
+
+// Emit lets the application emit events that are not row changes, from
+// SQL, inside its transactions: a logical decoding message with Prefix
+// whose content is {"type": ..., "channels": [...], "data": {...}}
+// (docs/config.md, "Emitted events"). A message that breaks a rule here is
+// dropped whole, and counted.
+type Emit struct {
+	// Enabled turns emitted events on. Default false: messages with
+	// Prefix are dropped (and counted).
+	Enabled bool `mapstructure:"enabled"`
+	// Prefix is the prefix of the messages that carry emitted events.
+	// Default "cdc.emit" (the one migrations' cdc_emit uses).
+	Prefix string `mapstructure:"prefix"`
+	// MaxBytes bounds the content of one message. Default 8192, at most
+	// MaxEmitBytes.
+	MaxBytes int `mapstructure:"max_bytes"`
+	// Types are globs (path.Match: exam.*, upload.progress) of the event
+	// types that may be emitted besides those Events declare. A type that
+	// the mappings produce is never emitted. Default none.
+	Types []string `mapstructure:"types"`
+	// Channels are the channel patterns (the syntax of channels[].pattern,
+	// {name} standing for a param) that the channels of an emitted event
+	// must each match, unless Events declares its type with channels of
+	// its own. Default none.
+	Channels []string `mapstructure:"channels"`
+	// Events declare emitted event types: they may be emitted, and they
+	// join the config's catalogue of event types next to the mapped ones
+	// (tail --types, the typed events).
+	Events []EmitEvent `mapstructure:"events"`
+}
+
+// EmitEvent declares one type of emitted event. A message of a declared
+// type must use only its channels and carry exactly its data fields.
+type EmitEvent struct {
+	// Type is the event type, <domain>.<action>.
+	Type string `mapstructure:"type"`
+	// Description says what the event means, for the catalogue.
+	Description string `mapstructure:"description"`
+	// Channels, when set, replace Emit.Channels for this type: patterns
+	// each channel of such an event must match.
+	Channels []string `mapstructure:"channels"`
+	// Data declares the fields of the event's data, each a name and a
+	// type (ParseDataType: "integer", "string?", "integer[]"). Without it
+	// the event carries no data.
+	Data map[string]string `mapstructure:"data"`
 }
 
 // Channel is an access rule for the channels matching Pattern.

@@ -68,13 +68,18 @@ var defaults = map[string]any{
 	"log.nats.subject_prefix": "cdc",
 	"log.nats.replicas":       3,
 	"log.cache_events":        100000,
+
+	"emit.enabled":   false,
+	"emit.prefix":    DefaultEmitPrefix,
+	"emit.max_bytes": 8192,
 }
 
-// listSections are the top-level keys holding lists of structs. They are
-// decoded straight from the YAML rather than through viper, because viper
-// lower-cases every map key, which would turn a channel param "userId" or a
-// claim "schoolId" into "userid". They cannot be set from the environment.
-var listSections = map[string]bool{"mappings": true, "channels": true}
+// listSections are the keys holding lists of structs. They are decoded
+// straight from the YAML rather than through viper, because viper
+// lower-cases every map key, which would turn a channel param "userId", a
+// claim "schoolId" or an emitted event's data field "examId" into
+// "userid". They cannot be set from the environment.
+var listSections = map[string]bool{"mappings": true, "channels": true, "emit.events": true}
 
 // Error is one problem with the configuration: which key, where it was set
 // and why it is refused.
@@ -342,11 +347,16 @@ func decode(data []byte, raw map[string]any, overrides map[string]any) (*Config,
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 
-	c.Mappings, c.Channels = nil, nil
+	c.Mappings, c.Channels, c.Emit.Events = nil, nil, nil
+	var rawEvents any
+	if emit, ok := raw["emit"].(map[string]any); ok {
+		rawEvents = emit["events"]
+	}
 	for _, s := range []struct {
 		key string
+		in  any
 		out any
-	}{{"mappings", &c.Mappings}, {"channels", &c.Channels}} {
+	}{{"mappings", raw["mappings"], &c.Mappings}, {"channels", raw["channels"], &c.Channels}, {"emit.events", rawEvents, &c.Emit.Events}} {
 		dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 			Result:           s.out,
 			ErrorUnused:      true,
@@ -356,7 +366,7 @@ func decode(data []byte, raw map[string]any, overrides map[string]any) (*Config,
 		if err != nil {
 			return nil, fmt.Errorf("decode %s: %w", s.key, err)
 		}
-		if err := dec.Decode(raw[s.key]); err != nil {
+		if err := dec.Decode(s.in); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", s.key, err)
 		}
 	}
@@ -380,12 +390,15 @@ func envLeaves() []leaf {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			tag := f.Tag.Get("mapstructure")
-			if !f.IsExported() || tag == "" || tag == "-" || (prefix == "" && listSections[tag]) {
+			if !f.IsExported() || tag == "" || tag == "-" {
 				continue
 			}
 			key := tag
 			if prefix != "" {
 				key = prefix + "." + tag
+			}
+			if listSections[key] {
+				continue
 			}
 			switch {
 			case f.Type.Kind() == reflect.Struct:
@@ -670,7 +683,7 @@ func (w *walker) fields(key string, n *yaml.Node, t reflect.Type, viperKeys bool
 			w.fail(child, p.key.Line, "unknown key%s", suggest(p.key.Value, byTag))
 			continue
 		}
-		w.walk(child, p.value, f.Type, viperKeys && !(key == "" && listSections[p.key.Value]))
+		w.walk(child, p.value, f.Type, viperKeys && !listSections[child])
 	}
 }
 
@@ -906,6 +919,7 @@ func (c *Config) Validate() error {
 	v.logs()
 	v.mappings()
 	v.channels()
+	v.emit()
 	if len(v.errs) == 0 {
 		return nil
 	}

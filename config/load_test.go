@@ -167,6 +167,7 @@ func TestDefaults(t *testing.T) {
 		Audit: Audit{Log: "stdout"},
 		Log: Log{Level: "info", Format: "json", Backend: BackendMemory, CacheEvents: 100000,
 			NATS: NATS{URLs: []string{"nats://127.0.0.1:4222"}, Stream: "CDC_EVENTS", SubjectPrefix: "cdc", Replicas: 3}},
+		Emit: Emit{Prefix: "cdc.emit", MaxBytes: 8192},
 		File: "config.yaml",
 	}
 	for _, tc := range []struct{ name, src string }{

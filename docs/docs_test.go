@@ -85,10 +85,11 @@ func registered(t *testing.T) map[string][]string {
 					SubscribeRefusals: map[string]uint64{"forbidden": 1},
 				}
 			},
-			ACL:    func() metrics.ACLStats { return metrics.ACLStats{Granted: 1} },
-			Log:    func() metrics.LogStats { return metrics.LogStats{Events: 1, Oldest: now.Add(-time.Minute)} },
-			Events: func() map[string]uint64 { return map[string]uint64{"user.created": 1} },
-			Slot:   mon,
+			ACL:         func() metrics.ACLStats { return metrics.ACLStats{Granted: 1} },
+			Log:         func() metrics.LogStats { return metrics.LogStats{Events: 1, Oldest: now.Add(-time.Minute)} },
+			Events:      func() map[string]uint64 { return map[string]uint64{"user.created": 1} },
+			EmitDropped: func() map[string]uint64 { return map[string]uint64{"channel": 1} },
+			Slot:        mon,
 			Node: func() metrics.NodeStatus {
 				return metrics.NodeStatus{ID: "node-a:8080", Role: "all", Reader: metrics.ReaderLeader, ReaderSince: now}
 			},

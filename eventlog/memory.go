@@ -9,6 +9,7 @@ package eventlog
 import (
 	"container/heap"
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -316,6 +317,8 @@ func eventSize(ev *broadcaster.Event) int64 {
 			case string:
 				n += int64(len(v))
 			case []byte:
+				n += int64(len(v))
+			case json.RawMessage: // emitted events' data, and events read from a stream
 				n += int64(len(v))
 			default:
 				n += word

@@ -36,6 +36,10 @@ type Options struct {
 	// that changes one ends with a control record (Event.Recheck) listing
 	// those it changed, mapped or not.
 	Watch []string
+	// Emit says which of the application's logical decoding messages
+	// become events (docs/config.md, "Emitted events"). Default: none,
+	// and messages with the default prefix are dropped as disabled.
+	Emit config.Emit
 }
 
 // Requirement is what a mapped table needs from its replica identity.
@@ -74,6 +78,7 @@ type Mapper struct {
 	byTable map[string]*tableMapping
 	tables  []string
 	reqs    []Requirement
+	emitted *emitRules
 
 	// The run-time state below belongs to the Source's goroutine.
 
@@ -128,6 +133,7 @@ func New(rules []config.Mapping, tables map[string]*broadcaster.Relation, sink b
 	}
 	l.env = env
 	loaded := l.load(rules)
+	emitted := l.loadEmit(opts.Emit, mappedTypes(loaded))
 	if len(l.errs) > 0 {
 		return nil, l.errs
 	}
@@ -140,6 +146,7 @@ func New(rules []config.Mapping, tables map[string]*broadcaster.Relation, sink b
 		latest:  map[string]*broadcaster.Relation{},
 		warns:   map[string]warnState{},
 		watch:   make(map[string]bool, len(opts.Watch)),
+		emitted: emitted,
 	}
 	for _, t := range opts.Watch {
 		m.watch[t] = true
@@ -239,6 +246,50 @@ func (m *Mapper) Commit(ctx context.Context, tx *broadcaster.Tx) error {
 	return m.flush(ctx, tx, tx.EndLSN)
 }
 
+// Message implements broadcaster.TxHandler: a message with the emit
+// prefix (Options.Emit) becomes an event when it passes the emit rules,
+// and is dropped, logged (at most once a minute per reason) and counted
+// (EmitDropped) when it does not; other messages are not the Mapper's. A
+// transactional message's event takes the next position in its
+// transaction, among the row events; a non-transactional one's is
+// appended at once, in a batch of its own, at position 1 of its own LSN.
+func (m *Mapper) Message(ctx context.Context, tx *broadcaster.Tx, msg *broadcaster.Message) error {
+	if m.sink == nil {
+		return errNoSink
+	}
+	r := m.emitted
+	if msg == nil || msg.Prefix != r.prefix {
+		return nil
+	}
+	ev, reason, detail := r.check(msg.Content)
+	if reason != "" {
+		r.dropped[slices.Index(DropReasons[:], reason)].Add(1)
+		m.warn("emit."+reason, "emit: message dropped", "reason", reason, "detail", detail,
+			"type", ev.Type, "lsn", msg.LSN.String(), "transactional", msg.Transactional)
+		return nil
+	}
+	if tx != nil {
+		return m.push(ctx, tx, ev)
+	}
+	ev.ID = broadcaster.Cursor{LSN: msg.LSN, Pos: 1}
+	ev.Timestamp = msg.Sent
+	b := broadcaster.Batch{Events: []broadcaster.Event{ev}, TxEnd: msg.LSN}
+	if err := m.sink.Append(ctx, b); err != nil {
+		return fmt.Errorf("mapping: append the event of the message at %s: %w", msg.LSN, err)
+	}
+	return nil
+}
+
+// EmitDropped returns how many emit messages were dropped, by reason
+// (every one of DropReasons, zero or not). Safe from any goroutine.
+func (m *Mapper) EmitDropped() map[string]uint64 {
+	out := make(map[string]uint64, len(DropReasons))
+	for i, reason := range DropReasons {
+		out[reason] = m.emitted.dropped[i].Load()
+	}
+	return out
+}
+
 // flush appends the buffered events as one batch, applying the
 // transaction's actor.
 func (m *Mapper) flush(ctx context.Context, tx *broadcaster.Tx, end broadcaster.LSN) error {
@@ -313,6 +364,21 @@ func (m *Mapper) emit(ctx context.Context, tx *broadcaster.Tx, c *broadcaster.Ch
 		}
 		chans = out.chans
 	}
+	return m.push(ctx, tx, broadcaster.Event{
+		Type:     typ,
+		Table:    p.table,
+		Op:       c.Op,
+		Data:     out.data,
+		OldData:  out.oldData,
+		UserID:   out.userID,
+		Channels: chans,
+	})
+}
+
+// push buffers ev as the transaction's next event, giving it its id, time
+// and transaction, and flushes the buffer to the sink first when it is
+// full.
+func (m *Mapper) push(ctx context.Context, tx *broadcaster.Tx, ev broadcaster.Event) error {
 	if len(m.buf) >= m.maxBuf {
 		if err := m.flush(ctx, tx, 0); err != nil {
 			return err
@@ -323,18 +389,10 @@ func (m *Mapper) emit(ctx context.Context, tx *broadcaster.Tx, c *broadcaster.Ch
 		m.buf = make([]broadcaster.Event, 0, m.nextCap)
 	}
 	m.pos++
-	m.buf = append(m.buf, broadcaster.Event{
-		ID:        broadcaster.Cursor{LSN: tx.CommitLSN, Pos: m.pos},
-		Type:      typ,
-		Table:     p.table,
-		Op:        c.Op,
-		Data:      out.data,
-		OldData:   out.oldData,
-		Timestamp: tx.CommitTime,
-		UserID:    out.userID,
-		TxID:      tx.Xid,
-		Channels:  chans,
-	})
+	ev.ID = broadcaster.Cursor{LSN: tx.CommitLSN, Pos: m.pos}
+	ev.Timestamp = tx.CommitTime
+	ev.TxID = tx.Xid
+	m.buf = append(m.buf, ev)
 	return nil
 }
 

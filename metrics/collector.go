@@ -29,7 +29,8 @@ var (
 	descSubRefusals       = newDesc("subscribe_refusals_total", "Channels refused to subscribe requests (one for a request refused whole), by error code.", "code")
 	descRevocations       = newDesc("revocations_total", "Subscriptions revoked after a token refresh or a membership change.")
 
-	descEmitted = newDesc("events_emitted_total", "Events appended to the event log, by event type.", "type")
+	descEmitted     = newDesc("events_emitted_total", "Events appended to the event log, by event type.", "type")
+	descEmitDropped = newDesc("emit_dropped_total", "Messages of the emit prefix dropped for breaking a rule of the emit section, by reason.", "reason")
 
 	descACLChecks    = newDesc("acl_checks_total", "Channel access checks, by result (granted, denied).", "result")
 	descACLCacheHits = newDesc("acl_sql_cache_hits_total", "Answers of sql access rules served from the cache.")
@@ -73,7 +74,7 @@ var allDescs = []*prometheus.Desc{
 	descConnectionsActive, descConnectionsOpened, descConnectionsClosed, descSlowConsumer,
 	descSubscriptions, descDelivered, descSentBytes, descCatchUps, descResumes, descResets,
 	descSyncRequests, descAuthFailures, descSubRefusals, descRevocations,
-	descEmitted,
+	descEmitted, descEmitDropped,
 	descACLChecks, descACLCacheHits, descACLQueries,
 	descLogEvents, descLogOldestAge, descLogHeld, descLogHeldBytes, descLogHeldDrop,
 	descConnected, descCaughtUp, descReconnects, descReceivedLSN, descConfirmedLSN,
@@ -130,6 +131,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if ev := st.Events; ev != nil {
 		for typ, n := range ev.ByType {
 			e.counter(descEmitted, float64(n), typ)
+		}
+		for reason, n := range ev.EmitDropped {
+			e.counter(descEmitDropped, float64(n), reason)
 		}
 	}
 	if a := st.ACL; a != nil {

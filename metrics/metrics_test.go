@@ -54,8 +54,9 @@ func fakeSources(t *testing.T, c *clock) Sources {
 		Log: func() LogStats {
 			return LogStats{Events: 12, Oldest: t0.Add(-90 * time.Second), Held: 3, HeldBytes: 900, HeldDropped: 2}
 		},
-		Events: func() map[string]uint64 { return map[string]uint64{"exam.submitted": 9, "user.created": 3} },
-		Slot:   mon,
+		Events:      func() map[string]uint64 { return map[string]uint64{"exam.submitted": 9, "user.created": 3} },
+		EmitDropped: func() map[string]uint64 { return map[string]uint64{"channel": 2, "type": 0} },
+		Slot:        mon,
 		Node: func() NodeStatus {
 			return NodeStatus{ID: "node-a:8080", Role: "all", Reader: ReaderLeader, ReaderSince: t0.Add(-time.Minute)}
 		},
@@ -124,6 +125,10 @@ cdc_broadcaster_revocations_total 2
 # TYPE cdc_broadcaster_events_emitted_total counter
 cdc_broadcaster_events_emitted_total{type="exam.submitted"} 9
 cdc_broadcaster_events_emitted_total{type="user.created"} 3
+# HELP cdc_broadcaster_emit_dropped_total Messages of the emit prefix dropped for breaking a rule of the emit section, by reason.
+# TYPE cdc_broadcaster_emit_dropped_total counter
+cdc_broadcaster_emit_dropped_total{reason="channel"} 2
+cdc_broadcaster_emit_dropped_total{reason="type"} 0
 # HELP cdc_broadcaster_acl_checks_total Channel access checks, by result (granted, denied).
 # TYPE cdc_broadcaster_acl_checks_total counter
 cdc_broadcaster_acl_checks_total{result="denied"} 4

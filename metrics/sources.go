@@ -21,6 +21,10 @@ type Sources struct {
 	// Events reports the events emitted so far by type: a CountingLog's
 	// Counts.
 	Events func() map[string]uint64
+	// EmitDropped reports the emit messages dropped so far by reason (a
+	// mapping.Mapper's EmitDropped): messages of the emit prefix that
+	// broke a rule of the emit section.
+	EmitDropped func() map[string]uint64
 	// Slot is the replication slot's monitor. It also supplies the
 	// server's WAL position, without which the replication lag is unknown.
 	Slot *SlotMonitor

@@ -48,6 +48,9 @@ func (r ReaderStats) MarshalJSON() ([]byte, error) {
 type EventStats struct {
 	Emitted uint64            `json:"emitted"`
 	ByType  map[string]uint64 `json:"byType"`
+	// EmitDropped counts the application's emit messages dropped, by
+	// reason; absent on a node without a reader.
+	EmitDropped map[string]uint64 `json:"emitDropped,omitempty"`
 }
 
 // EventLogStats is the event log's size.
@@ -173,6 +176,12 @@ func (m *Metrics) Snapshot() Stats {
 			ev.Emitted += n
 		}
 		st.Events = ev
+	}
+	if src.EmitDropped != nil {
+		if st.Events == nil {
+			st.Events = &EventStats{ByType: map[string]uint64{}}
+		}
+		st.Events.EmitDropped = nonNil(maps.Clone(src.EmitDropped()))
 	}
 	if src.ACL != nil {
 		a := src.ACL()

@@ -162,6 +162,10 @@ func TestStatsJSON(t *testing.T) {
     "byType": {
       "exam.submitted": 9,
       "user.created": 3
+    },
+    "emitDropped": {
+      "channel": 2,
+      "type": 0
     }
   },
   "acl": {

@@ -29,6 +29,12 @@ func TestCodecRoundTrip(t *testing.T) {
 			Timestamp: at, UserID: "19", TxID: 7731, Channels: []string{"class:42", "exam:7"},
 		}},
 		{"truncate", broadcaster.Event{ID: broadcaster.Cursor{LSN: 1, Pos: 1}, Type: "exam.truncated", Table: "exams", Op: broadcaster.OpTruncate, Timestamp: at, Channels: []string{"table:exams"}}},
+		{"emitted", broadcaster.Event{
+			ID: broadcaster.Cursor{LSN: 0x16B37000, Pos: 1}, Type: "exam.closing_soon", Op: broadcaster.OpEmit,
+			Data:      broadcaster.Row{{Name: "examId", Value: json.RawMessage(`7`)}, {Name: "at", Value: json.RawMessage(`"2025-11-29T10:30:00Z"`)}, {Name: "tags", Value: json.RawMessage(`["a",{"b":null}]`)}},
+			Timestamp: at, Channels: []string{"exam:7"},
+		}},
+		{"emitted without data", broadcaster.Event{ID: broadcaster.Cursor{LSN: 5, Pos: 2}, Type: "system.notice", Op: broadcaster.OpEmit, Timestamp: at, TxID: 3, Channels: []string{"school"}}},
 		{"control record", broadcaster.Event{ID: broadcaster.Cursor{LSN: 2, Pos: 4}, Timestamp: at, TxID: 9, Recheck: []string{"class_teachers", "audit.logins"}}},
 		{"gap", broadcaster.Event{ID: broadcaster.Cursor{LSN: 3}, Timestamp: at, Gap: true}},
 	}

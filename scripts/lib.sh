@@ -86,7 +86,7 @@ school_db_start() {
 	say "starting PostgreSQL in $dir"
 	pg_start "$dir"
 	pg_psql postgres -c "CREATE DATABASE school" >/dev/null
-	for f in 001_school_schema.sql 002_replication.sql 010_example_data.sql; do
+	for f in 001_school_schema.sql 002_replication.sql 003_emit.sql 010_example_data.sql; do
 		say "applying migrations/$f"
 		pg_psql school -f "migrations/$f" >/dev/null
 	done

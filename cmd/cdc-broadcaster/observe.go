@@ -33,7 +33,10 @@ type observer struct {
 	monitor *metrics.SlotMonitor
 	pool    *pgxpool.Pool
 	events  *metrics.CountingLog
-	stats   http.Handler
+	// emitDropped counts the emit messages the mapping dropped; nil
+	// without a reader.
+	emitDropped func() map[string]uint64
+	stats       http.Handler
 	// node is this node's id; reader its reader's state.
 	node   string
 	reader readerState
@@ -169,6 +172,7 @@ func (o *observer) start(role string, stream *cdc.Stream, gateway *ws.Server, ru
 	if o.events != nil {
 		src.Events = o.events.Counts
 	}
+	src.EmitDropped = o.emitDropped
 	if w := l.writer; w != nil {
 		src.Publisher = func() metrics.PublisherStats {
 			s := w.Stats()

@@ -63,7 +63,7 @@ func compileMapping(ctx context.Context, conn *pgx.Conn, cfg *config.Config, sin
 	}
 	// Changes of the recheck_on tables end their transaction with a control
 	// record, which the gateway applies in commit order.
-	m, err := mapping.New(cfg.Mappings, cdc.Relations(tables), sink, mapping.Options{Logger: log, Watch: recheckTables(cfg)})
+	m, err := mapping.New(cfg.Mappings, cdc.Relations(tables), sink, mapping.Options{Logger: log, Watch: recheckTables(cfg), Emit: cfg.Emit})
 	if err != nil {
 		return nil, nil, &configError{annotate(cfg, err)}
 	}

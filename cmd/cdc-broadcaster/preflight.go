@@ -180,9 +180,14 @@ func (unusedQuerier) Query(context.Context, string, ...any) (pgx.Rows, error) {
 	return nil, errors.New("no database: the rules were compiled for a check only")
 }
 
-// checkTemplates reports each mapping channel template that no channel
-// pattern can fit: its events would reach nobody.
+// checkTemplates reports each mapping channel template, and each channel
+// pattern of emitted events, that no channel pattern can fit: its events
+// would reach nobody. It warns about emitted events declared while emit
+// is off.
 func (p *preflight) checkTemplates() {
+	if e := p.cfg.Emit; !e.Enabled && (len(e.Events) > 0 || len(e.Types) > 0) {
+		p.warn("emit.enabled", "off, so every message of the emit prefix is dropped (counted as disabled), the types the section allows included")
+	}
 	if p.rules == nil {
 		return
 	}
@@ -198,6 +203,10 @@ func (p *preflight) checkTemplates() {
 		for j, ev := range mp.Events {
 			check(fmt.Sprintf("mappings[%d].events[%d].channels", i, j), ev.Channels)
 		}
+	}
+	check("emit.channels", p.cfg.Emit.Channels)
+	for i, ev := range p.cfg.Emit.Events {
+		check(fmt.Sprintf("emit.events[%d].channels", i), ev.Channels)
 	}
 }
 

@@ -125,6 +125,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	if isReader {
 		sink.Log = obs.countEvents(&visibleLog{Log: evlog.sink, db: readPool, log: log})
+		obs.emitDropped = mapper.EmitDropped
 	}
 
 	audit, closeAudit, err := openAudit(cfg.Audit.Log, c.main.Stdout)

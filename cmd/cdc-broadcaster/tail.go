@@ -36,8 +36,9 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	}
 	catalogue := eventTypes(cfg)
 	for _, g := range globs {
-		if !slices.ContainsFunc(catalogue, func(t string) bool { ok, _ := path.Match(g, t); return ok }) {
-			fmt.Fprintf(c.main.Stderr, "cdc-broadcaster: warning: tail: --types %q matches no event type of the mapping, so it prints nothing; the types are: %s\n", g, strings.Join(catalogue, ", "))
+		// A glob of emit.types stands for the types it allows.
+		if !slices.ContainsFunc(append(catalogue, emitGlobs(cfg)...), func(t string) bool { ok, _ := path.Match(g, t); return ok }) {
+			fmt.Fprintf(c.main.Stderr, "cdc-broadcaster: warning: tail: --types %q matches no event type of the mapping or of emit, so it prints nothing; the types are: %s\n", g, strings.Join(catalogue, ", "))
 		}
 	}
 	out := &lineSink{w: bufio.NewWriter(c.main.Stdout), globs: globs}
@@ -65,8 +66,9 @@ func (c *TailCommand) Run(ctx context.Context, args []string) error {
 	return stream.Run(ctx, mapper)
 }
 
-// eventTypes is the mapping's catalogue: every event type it can emit,
-// sorted. A mapping without events emits the default four of its domain.
+// eventTypes is the config's catalogue: every event type the mapping can
+// produce and every emitted one emit.events declares, sorted. A mapping
+// without events produces the default four of its domain.
 func eventTypes(cfg *config.Config) []string {
 	var types []string
 	for _, mp := range cfg.Mappings {
@@ -79,8 +81,20 @@ func eventTypes(cfg *config.Config) []string {
 			types = append(types, ev.Type)
 		}
 	}
+	for _, ev := range cfg.Emit.Events {
+		types = append(types, ev.Type)
+	}
 	slices.Sort(types)
 	return slices.Compact(types)
+}
+
+// emitGlobs are the globs of emit.types, when emit is on: the emitted types
+// not declared one by one.
+func emitGlobs(cfg *config.Config) []string {
+	if !cfg.Emit.Enabled {
+		return nil
+	}
+	return cfg.Emit.Types
 }
 
 // parseGlobs splits and checks a --types value.
