@@ -26,6 +26,9 @@ type catWant struct {
 	old catRow
 	// userID is the expected actor; "" means no userId.
 	userID string
+	// noTx: an event of a non-transactional message, in no transaction
+	// (txId 0).
+	noTx bool
 }
 
 // catCase is one entry of the event catalogue: SQL to run (one implicit
@@ -716,6 +719,42 @@ var catalogueCases = []catCase{
 			userID:   "77",
 		}},
 	},
+	// -- emitted events (config.example.yaml's emit, migrations/003_emit.sql) --
+	{
+		name: "exam.closing_soon (emitted)",
+		sql: `SELECT cdc_emit('exam.closing_soon', ARRAY['exam:1', 'class:1'],
+		      jsonb_build_object('examId', 1, 'classId', 1, 'minutesLeft', 10, 'closesAt', '2025-11-29T10:30:00Z'))`,
+		want: []catWant{{
+			eventType: "exam.closing_soon", op: "EMIT",
+			channels: []string{"exam:1", "class:1"},
+			data:     catRow{"examId": 1, "classId": 1, "minutesLeft": 10, "closesAt": "2025-11-29T10:30:00Z"},
+		}},
+	},
+	{
+		name: "gradingJob.progress (emitted, not transactional)",
+		sql: `SELECT cdc_emit('gradingJob.progress', ARRAY['exam:1', 'role:teacher'],
+		      jsonb_build_object('examId', 1, 'done', 3, 'total', 30), transactional => false)`,
+		want: []catWant{{
+			eventType: "gradingJob.progress", op: "EMIT",
+			channels: []string{"exam:1", "role:teacher"},
+			data:     catRow{"examId": 1, "done": 3, "total": 30},
+			noTx:     true,
+		}},
+	},
+	{
+		name: "system.notice (emitted, with the transaction's actor)",
+		sql: `BEGIN;
+		      SELECT pg_logical_emit_message(true, 'cdc.actor', '2');
+		      SELECT cdc_emit('system.notice', ARRAY['role:admin', 'role:super_admin'],
+		             jsonb_build_object('level', 'warning', 'message', 'The nightly backup failed'));
+		      COMMIT;`,
+		want: []catWant{{
+			eventType: "system.notice", op: "EMIT",
+			channels: []string{"role:admin", "role:super_admin"},
+			data:     catRow{"level": "warning", "message": "The nightly backup failed"},
+			userID:   "2",
+		}},
+	},
 }
 
 // TestCatalogue runs every entry of the event catalogue through one `tail`
@@ -738,7 +777,7 @@ func TestCatalogue(t *testing.T) {
 				})
 				catCheck(t, w, got, start)
 				// The events of one statement's transaction share its txId.
-				if i == 0 {
+				if i == 0 || w.noTx {
 					txID = got.Event.TxID
 				} else if got.Event.TxID != txID {
 					t.Errorf("%s: txId %d, want %d like the transaction's first event", w.eventType, got.Event.TxID, txID)
@@ -775,8 +814,8 @@ func catCheck(t *testing.T, w catWant, got Envelope, start time.Time) {
 	if ev.UserID != w.userID {
 		t.Errorf("%s: userId %q, want %q", w.eventType, ev.UserID, w.userID)
 	}
-	if ev.TxID == 0 {
-		t.Errorf("%s: txId not set", w.eventType)
+	if (ev.TxID == 0) != w.noTx {
+		t.Errorf("%s: txId %d, want it set unless the event is of a non-transactional message", w.eventType, ev.TxID)
 	}
 	commit := time.UnixMilli(ev.Timestamp)
 	if commit.Before(start.Add(-time.Minute)) || commit.After(time.Now().Add(time.Minute)) {

@@ -264,7 +264,7 @@ func (m *Mapper) Message(ctx context.Context, tx *broadcaster.Tx, msg *broadcast
 	ev, reason, detail := r.check(msg.Content)
 	if reason != "" {
 		r.dropped[slices.Index(DropReasons[:], reason)].Add(1)
-		m.warn("emit."+reason, "emit: message dropped", "reason", reason, "detail", detail,
+		m.limited("emit dropped "+reason, "emit: message dropped", "reason", reason, "detail", detail,
 			"type", ev.Type, "lsn", msg.LSN.String(), "transactional", msg.Transactional)
 		return nil
 	}
@@ -415,17 +415,22 @@ func (m *Mapper) eval(r *rule, c *broadcaster.Change, p *relPlan) bool {
 
 // warn logs a problem of the rule at key, at most once per warnEvery.
 func (m *Mapper) warn(key, msg string, args ...any) {
+	m.limited(key, msg, append([]any{"key", key}, args...)...)
+}
+
+// limited logs msg at most once per warnEvery for each id, saying how
+// often it was suppressed since.
+func (m *Mapper) limited(id, msg string, args ...any) {
 	now := time.Now()
-	st := m.warns[key]
+	st := m.warns[id]
 	if !st.at.IsZero() && now.Sub(st.at) < warnEvery {
 		st.suppressed++
-		m.warns[key] = st
+		m.warns[id] = st
 		return
 	}
-	args = append([]any{"key", key}, args...)
 	if st.suppressed > 0 {
 		args = append(args, "suppressed", st.suppressed)
 	}
 	m.log.Warn(msg, args...)
-	m.warns[key] = warnState{at: now}
+	m.warns[id] = warnState{at: now}
 }

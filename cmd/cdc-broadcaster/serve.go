@@ -271,6 +271,12 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	if stream != nil {
 		run(func() error { return stream.Run(runCtx, mapper) })
+		if cfg.Emit.Enabled {
+			// Non-transactional emitted events reach the stream only
+			// once their WAL is flushed.
+			flusher := &cdc.WALFlusher{DatabaseURL: cfg.Source.DatabaseURL, Active: func() bool { return stream.Status().Connected }, Logger: log}
+			run(func() error { flusher.Run(runCtx); return nil })
+		}
 	}
 	if f := evlog.follower; f != nil {
 		run(func() error { return f.Run(runCtx) })
