@@ -16,7 +16,15 @@
 // Event ids derive from the transaction's commit LSN and the event's position
 // in it, so a replayed transaction gets the same ids again.
 //
+// The application's logical decoding messages with the emit prefix become
+// events too (message.go; docs/config.md, "Emitted events"): checked
+// against the emit section, a transactional one takes the next position in
+// its transaction, a non-transactional one is appended alone at its own
+// LSN. A message that breaks the section is dropped whole, logged and
+// counted (EmitDropped).
+//
 // Concurrency: a Mapper is used by one goroutine, the Source's; its
 // TxHandler methods must not be called concurrently. Tables and
-// Requirements only read what New built and may be called from anywhere.
+// Requirements only read what New built, and EmitDropped reads counters;
+// they may be called from anywhere.
 package mapping

@@ -56,8 +56,9 @@ type Requirement struct {
 	Key string
 }
 
-// Mapper maps the changes of committed transactions to events and appends
-// them to a Sink. It implements broadcaster.TxHandler.
+// Mapper maps the changes of committed transactions, and the application's
+// emit messages (Message), to events and appends them to a Sink. It
+// implements broadcaster.TxHandler.
 //
 // Events of a transaction are buffered and appended at Commit as one batch
 // ending the transaction. A transaction with more than Options.MaxBuffered

@@ -39,7 +39,7 @@ export function invalidateOn(client: RealtimeClient, opts: InvalidateOptions): (
   return client.subscribe(
     opts.channels,
     (e) => {
-      const m = opts.map[e.eventType] ?? opts.map[e.table];
+      const m = opts.map[e.eventType] ?? (e.table === undefined ? undefined : opts.map[e.table]);
       if (m) add(typeof m === 'function' ? m(e) : m);
     },
     { onReset: () => add(Object.values(opts.map).flatMap((m) => (typeof m === 'function' ? [] : m))) },

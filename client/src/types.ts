@@ -1,26 +1,29 @@
 // Types of wire contract v1 (docs/protocol.md) and of the client's options.
 
-/** A row change operation. */
-export type Operation = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
+/** A row change operation, or EMIT for an event the application emitted. */
+export type Operation = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'EMIT';
 
 /** Row data: only the columns the server's mapping allows. */
 export type Row = Record<string, unknown>;
 
-interface EventBase {
+interface EventCommon {
   /** Unique and stable across replays, `/sync` and nodes: dedupe on it. */
   eventId: string;
   /** Opaque resume position, in commit order. */
   cursor: string;
-  /** `<domain>.<action>` from the server's mapping, e.g. `exam.published`. */
+  /** `<domain>.<action>` from the server's mapping (or the application's emit), e.g. `exam.published`. */
   eventType: string;
-  /** Source table, schema-qualified only outside `public`. */
-  table: string;
-  /** Commit time, Unix milliseconds. */
+  /** Commit time, Unix milliseconds (a non-transactional emitted event: when it was sent). */
   timestamp: number;
   /** The actor, when the server can tell. */
   userId?: string;
-  /** Postgres transaction id: events of one transaction share it. */
+  /** Postgres transaction id: events of one transaction share it (0: a non-transactional emitted event). */
   txId: number;
+}
+
+interface EventBase extends EventCommon {
+  /** Source table, schema-qualified only outside `public`. */
+  table: string;
 }
 
 /** An INSERT, UPDATE or DELETE event; `T` types `data`. */
@@ -39,8 +42,20 @@ export interface TruncateEvent extends EventBase {
   oldData?: undefined;
 }
 
-/** One committed row change; narrow on `operation` to read `data`. */
-export type RealtimeEvent<T = Row> = RowEvent<T> | TruncateEvent;
+/**
+ * An event the application emitted from SQL rather than a row change
+ * (`exam.closing_soon`, a job's progress): no table, and `data` is what it
+ * sent, `{}` when nothing.
+ */
+export interface EmittedEvent<T = Row> extends EventCommon {
+  operation: 'EMIT';
+  table?: undefined;
+  data: T;
+  oldData?: undefined;
+}
+
+/** One committed row change, or an emitted event; narrow on `operation` to read `data`. */
+export type RealtimeEvent<T = Row> = RowEvent<T> | TruncateEvent | EmittedEvent<T>;
 
 /** Called with each new event and the caller's channels it arrived on. */
 export type EventHandler<T = Row> = (event: RealtimeEvent<T>, channels: string[]) => void;

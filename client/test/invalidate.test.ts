@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { invalidateOn } from '../src/index.js';
-import type { QueryKey } from '../src/index.js';
+import type { EmittedEvent, QueryKey } from '../src/index.js';
 import { ev, flush, frame, goLive, lastWS, setup } from './fakes.js';
 
 beforeEach(() => vi.useFakeTimers());
@@ -30,6 +30,17 @@ describe('invalidateOn', () => {
 
     invalidate.mockClear();
     ws.msg(frame(['class:42'], { ...ev(5, 'exams'), eventType: 'exam.deleted', operation: 'DELETE' }));
+    await flush();
+    expect(invalidate.mock.calls.map((c) => c[0])).toEqual([['exams'], ['trash']]);
+
+    // An emitted event has no table: only its type can map it.
+    invalidate.mockClear();
+    const emitted = (n: number, eventType: string): EmittedEvent => {
+      const { eventId, cursor, timestamp } = ev(n);
+      return { eventId, cursor, timestamp, txId: 0, eventType, operation: 'EMIT', data: { examId: n } };
+    };
+    ws.msg(frame(['class:42'], emitted(6, 'exam.closing_soon'))); // not mapped
+    ws.msg(frame(['class:42'], emitted(7, 'exam.deleted')));
     await flush();
     expect(invalidate.mock.calls.map((c) => c[0])).toEqual([['exams'], ['trash']]);
 
