@@ -154,9 +154,38 @@ const c: Channel = 'klass:1';
 void c;
 `
 
+// typesSampleUse reads tsgen's golden sample (tsgen/testdata/sample.d.ts),
+// whose cases the example school lacks: an event type from two tables (a
+// union with a table discriminant), TRUNCATE beside row events, an enum, a
+// quoted column name, data that may be absent. It must compile.
+const typesSampleUse = `import type { Events } from './sample';
+
+declare function on<K extends keyof Events>(type: K, handler: (e: Events[K]) => void): void;
+
+on('exam.changed', (e) => {
+  if (e.operation === 'UPDATE') {
+    const table: 'announcements' = e.table;
+    const id: number = e.data.id;
+    void table, id;
+  } else {
+    const none: undefined = e.data;
+    void none;
+  }
+});
+on('announcement.published', (e) => {
+  const audience: 'teacher' | 'student' | null = e.data.target_role;
+  void audience;
+});
+on('note.edited', (e) => {
+  const name: string | undefined = e.data?.['Odd name'];
+  void name;
+});
+`
+
 // TestTypesExampleSchool runs types over the example school and its
 // example config, then compiles a client that reads right fields (no
-// error) and one that reads wrong ones (an error naming each).
+// error) and one that reads wrong ones (an error naming each); and a
+// client of tsgen's golden sample.
 func TestTypesExampleSchool(t *testing.T) {
 	db := NewDB(t, WithExampleData())
 	cfg := WriteConfig(t, db, nil) // no JWT secret: types needs none
@@ -213,13 +242,17 @@ func TestTypesExampleSchool(t *testing.T) {
 		t.Errorf("stdout differs from --out's file")
 	}
 
-	for name, src := range map[string]string{"good.ts": typesSample, "wrong.ts": typesWrong} {
+	sample, err := os.ReadFile(filepath.Join(repoRoot, "tsgen", "testdata", "sample.d.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string]string{"good.ts": typesSample, "wrong.ts": typesWrong, "sample.d.ts": string(sample), "sample-use.ts": typesSampleUse} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := time.Now()
-	code, output := tsc(t, dir, "good.ts", "wrong.ts")
+	code, output := tsc(t, dir, "good.ts", "wrong.ts", "sample-use.ts")
 	t.Logf("tsc: %v", time.Since(start).Round(time.Millisecond))
 	errs := tsErrors(output)
 	for _, e := range errs {

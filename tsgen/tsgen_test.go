@@ -203,8 +203,8 @@ func sample() Source {
 }
 
 // TestWrite compares the declarations of sample() with
-// testdata/sample.d.ts (go test -update rewrites it), which the
-// integration test TestTypesSampleCompiles also compiles.
+// testdata/sample.d.ts (go test ./tsgen -update rewrites it), which the
+// integration test TestTypesExampleSchool compiles with a client.
 func TestWrite(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
