@@ -45,6 +45,9 @@ func FuzzDecodeValue(f *testing.F) {
 			if err := checkContract(v); err != nil {
 				t.Fatalf("Decode(%d, %q) = %#v: %v", o, text, v, err)
 			}
+			if j := wireJSON(t, v); !ShapeOf(o).Fits(j) {
+				t.Fatalf("Decode(%d, %q) encodes as %#v, outside the shape ShapeOf declares: %+v", o, text, j, ShapeOf(o))
+			}
 		}
 	})
 }

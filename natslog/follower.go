@@ -152,24 +152,7 @@ func (f *Follower) follow(ctx context.Context) error {
 		}
 	}
 	if start == 1 {
-		first := info.State.FirstSeq
-		if first == 0 {
-			first = 1
-		}
-		start = first
-		if n := uint64(f.opts().MaxEvents); info.State.LastSeq >= first+n {
-			start = info.State.LastSeq - n + 1
-		}
-		if start > 1 {
-			// Cursors up to the message before the cache are served from
-			// the stream.
-			msg, err := f.stream.GetMsg(ctx, start-1)
-			if err == nil {
-				if c, err := cursorOf(msg.Header); err == nil {
-					f.Memory.Raise(c, msg.Time)
-				}
-			}
-		}
+		start = f.cacheStart(ctx, info)
 	}
 	cons, err := f.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
@@ -308,14 +291,46 @@ const followHeartbeat = time.Second
 
 // Prime tells the cache how far the stream goes now: until it has loaded
 // that far, a client's cursor ahead of it is one it is getting to, not one
-// from elsewhere. Call it before serving clients; Run calls it too.
+// from elsewhere. It also starts the cache where it will load from (a
+// cache-full before the stream's end): a gateway made after Prime starts
+// there, not at the stream's beginning. Call it before serving clients;
+// Run calls it too.
 func (f *Follower) Prime(ctx context.Context) error {
 	_, last, _, err := streamHead(ctx, f.stream)
 	if err != nil {
 		return err
 	}
 	f.Memory.SetHorizon(last.LSN)
+	if f.Memory.Head().IsZero() {
+		info, err := f.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream info: %w", err)
+		}
+		f.cacheStart(ctx, info)
+	}
 	return nil
+}
+
+// cacheStart returns the sequence the cache loads from, a cache-full
+// before the stream's end, and raises the cache's floor to the message
+// before it: cursors up to there are served from the stream.
+func (f *Follower) cacheStart(ctx context.Context, info *jetstream.StreamInfo) uint64 {
+	start := info.State.FirstSeq
+	if start == 0 {
+		start = 1
+	}
+	if n := uint64(f.opts().MaxEvents); info.State.LastSeq >= start+n {
+		start = info.State.LastSeq - n + 1
+	}
+	if start > 1 {
+		msg, err := f.stream.GetMsg(ctx, start-1)
+		if err == nil {
+			if c, err := cursorOf(msg.Header); err == nil {
+				f.Memory.Raise(c, msg.Time)
+			}
+		}
+	}
+	return start
 }
 
 // watchInterval is how often a following Follower checks that its stream

@@ -379,3 +379,39 @@ func TestWriterTerms(t *testing.T) {
 		t.Fatalf("read from the stream: %v, want %v", ids(got), ids(all[1:]))
 	}
 }
+
+// TestPrimeStartsAtTheCache: a follower primed on a long stream starts a
+// cache-full before its end, so that a gateway made then does not read the
+// whole stream first.
+func TestPrimeStartsAtTheCache(t *testing.T) {
+	srv := startServer(t)
+	js, st, o := srv.open(t, "T5")
+	ctx := context.Background()
+	w, err := NewWriter(ctx, js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var all []broadcaster.Event
+	base := time.Now()
+	for i := 1; i <= 25; i++ {
+		b := testTx(i, 2, base)
+		all = append(all, b.Events...)
+		if err := w.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "acknowledged", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
+	f := NewFollower(st, 10, o)
+	if err := f.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.Head(), all[len(all)-11].ID; got != want {
+		t.Fatalf("primed at %v, want %v (the event before the last 10)", got, want)
+	}
+	// What is before the cache is read from the stream.
+	got, _, err := f.Since(all[len(all)-13].ID, 0)
+	if err != nil || len(got) < 2 || got[0].ID != all[len(all)-12].ID {
+		t.Fatalf("since before the cache: %v %v", ids(got), err)
+	}
+}

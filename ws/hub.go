@@ -3,11 +3,11 @@ package ws
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 	"github.com/treasure-home/cdc-broadcaster/acl"
@@ -82,7 +82,8 @@ func newHub(stats *counters, log broadcaster.LogReader, start broadcaster.Cursor
 // Run is the hub: it follows the log from the hub's position (the log's
 // head when the Server was made) and fans each event out to the connections
 // subscribed to its channels, until ctx ends or Shutdown is called. It
-// returns nil then, and an error only when the log fails. Call it once.
+// returns nil then. A log that fails to read is tried again (with a
+// warning), however long it takes. Call it once.
 func (s *Server) Run(ctx context.Context) error {
 	sweepCtx, stopSweep := context.WithCancel(s.ctx)
 	defer stopSweep()
@@ -98,6 +99,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// instead of making every client reset.
 	s.log.Pin(s.hub.position())
 	defer s.log.Unpin()
+	failures := 0
 	for {
 		// The hub's position, not a copy: ResetAll may move it on.
 		pos := s.hub.position()
@@ -112,7 +114,25 @@ func (s *Server) Run(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("ws hub: read the log after %v: %w", pos, err)
+			// A log on a stream can fail for a moment (a NATS server
+			// going, a leader election): try again, never end the
+			// gateway for it. Connections wait meanwhile.
+			failures++
+			if failures == 1 || failures%20 == 0 {
+				s.logger.Warn("ws: cannot read the log; trying again", "after", pos, "err", err, "attempts", failures)
+			}
+			select {
+			case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 2*time.Second)):
+				continue
+			case <-ctx.Done():
+				return nil
+			case <-s.ctx.Done():
+				return nil
+			}
+		}
+		if failures > 0 {
+			s.logger.Info("ws: reading the log again", "after", pos, "attempts", failures)
+			failures = 0
 		}
 		for i := range evs {
 			if evs[i].IsControl() {

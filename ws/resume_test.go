@@ -1,7 +1,9 @@
 package ws
 
 import (
+	"errors"
 	"github.com/coder/websocket"
+	"sync/atomic"
 
 	"net/http"
 	"strings"
@@ -400,4 +402,52 @@ func TestHeldBudgetClosesTheSlowest(t *testing.T) {
 		t.Fatalf("log stats %+v: nothing was dropped over the budget", st)
 	}
 	waitFor(t, "the held events given back", func() bool { st := small.Stats(); return st.Held == 0 && st.Holds == 0 })
+}
+
+// failingLog fails Since while failing is set, as a log on a stream does
+// while NATS is away.
+type failingLog struct {
+	*eventlog.Memory
+	failing atomic.Bool
+	calls   atomic.Int64
+}
+
+func (l *failingLog) Since(c broadcaster.Cursor, limit int) ([]broadcaster.Event, bool, error) {
+	if l.failing.Load() {
+		l.calls.Add(1)
+		return nil, false, errors.New("nats: no responders available for request")
+	}
+	return l.Memory.Since(c, limit)
+}
+
+// TestHubOutlastsLogErrors: a log that fails to read for a while does not
+// end the gateway; the hub tries again and delivers everything once the log
+// answers, in order.
+func TestHubOutlastsLogErrors(t *testing.T) {
+	mem := eventlog.NewMemory(eventlog.Options{Horizon: envHorizon})
+	fl := &failingLog{Memory: mem}
+	e := newEnv(t, func(o *Options) { o.Log = fl })
+	e.log = mem
+	e.acc.grant("19", "class:1")
+	c := e.connect("19", "teacher")
+	c.subscribe("class:1")
+	fl.failing.Store(true)
+	evs := e.makeEvents(3, "", "class:1")
+	e.appendBatch(evs)
+	waitFor(t, "the hub to try again", func() bool { return fl.calls.Load() >= 3 })
+	select {
+	case err := <-e.runErr:
+		t.Fatalf("the hub ended on a log error: %v", err)
+	default:
+	}
+	fl.failing.Store(false)
+	got, _ := c.events(3)
+	for i := range got {
+		if got[i] != evs[i].ID.String() {
+			t.Fatalf("event %d is %s, want %s", i, got[i], evs[i].ID)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "cannot read the log; trying again") {
+		t.Errorf("no warning logged:\n%s", e.logs.String())
+	}
 }

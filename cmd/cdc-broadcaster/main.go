@@ -105,6 +105,7 @@ Commands:
   check    verify the config against the live database schema
   setup    create the publication, slot and replica identities (--dry-run prints the SQL)
   tail     print mapped events as JSON lines from a temporary slot (--types exam.*)
+  types    write the TypeScript types of the mapping's events (--out src/realtime-events.d.ts)
   token    mint a development JWT (--sub 19 --role teacher --ttl 1h)
   version  print version and build information
 
@@ -128,6 +129,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&SetupCommand{main: m}).Run(ctx, rest)
 	case "tail":
 		return (&TailCommand{main: m}).Run(ctx, rest)
+	case "types":
+		return (&TypesCommand{main: m}).Run(ctx, rest)
 	case "token":
 		return (&TokenCommand{main: m}).Run(ctx, rest)
 	case "version", "--version", "-version":
