@@ -143,10 +143,12 @@ type Change struct {
 // pg_logical_emit_message, other than those the Source reads itself (the
 // actor of a transaction, the heartbeat).
 type Message struct {
-	// LSN is the message's own position in the WAL. A non-transactional
-	// message belongs to no transaction: its LSN places it in commit order
-	// (every transaction delivered before it committed before it, every
-	// one after it, after it).
+	// LSN is the end of the message's WAL record, as pgoutput sends it
+	// (and pg_logical_emit_message returns it): the start of the next
+	// record, which may be a commit. A non-transactional message belongs
+	// to no transaction: its record places it in commit order (every
+	// transaction delivered before it committed before the record, every
+	// one after it, at or after LSN).
 	LSN LSN
 	// Transactional is true for a message written as part of its
 	// transaction: it is delivered only if, and when, that transaction

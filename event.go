@@ -42,6 +42,15 @@ type Event struct {
 // is never sent to clients.
 func (e *Event) IsControl() bool { return len(e.Recheck) > 0 || e.Gap }
 
+// NonTransactional reports whether e is the event of a non-transactional
+// message, which belongs to no transaction (TxID 0). Its ID is the end of
+// the message's WAL record less one, at position 1: inside the record, so
+// that it sorts after every transaction committed before the message and
+// before every one committed after it. A replication slot delivers the
+// message again only when confirmed before the record's start, which lies
+// before the event's ID.LSN.
+func (e *Event) NonTransactional() bool { return e.Op == OpEmit && e.TxID == 0 }
+
 type eventJSON struct {
 	EventID   Cursor `json:"eventId"`
 	Cursor    Cursor `json:"cursor"`

@@ -421,14 +421,20 @@ func (m *Memory) Raise(floor broadcaster.Cursor, at time.Time) {
 // Confirmable implements broadcaster.Log. The memory log keeps nothing across
 // a restart, so it holds the slot at the commit of its oldest event: after a
 // restart the slot delivers every retained transaction again, and the log
-// is rebuilt with the same event ids. An empty log holds nothing back. It
-// also drops events past MaxAge, so an idle log lets the slot go.
+// is rebuilt with the same event ids. When the oldest event is a
+// non-transactional message's, whose ID lies past the start of its WAL
+// record, it holds the slot at the floor, before that record. An empty log
+// holds nothing back. It also drops events past MaxAge, so an idle log lets
+// the slot go.
 func (m *Memory) Confirmable() broadcaster.LSN {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.trim()
 	if m.n == 0 {
 		return broadcaster.MaxLSN
+	}
+	if oldest := m.at(0); oldest.NonTransactional() {
+		return min(m.floor.LSN, oldest.ID.LSN)
 	}
 	return m.at(0).ID.LSN
 }

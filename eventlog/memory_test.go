@@ -178,6 +178,35 @@ func TestMemorySinceTime(t *testing.T) {
 	}
 }
 
+// TestMemoryConfirmableBeforeNonTransactional: when the oldest retained
+// event is a non-transactional message's, whose ID lies inside its WAL
+// record, the slot is held at the floor (the event before it), from where
+// it delivers the message again.
+func TestMemoryConfirmableBeforeNonTransactional(t *testing.T) {
+	now := time.Now()
+	m := NewMemory(Options{MaxEvents: 2, MaxAge: time.Hour, Floor: broadcaster.Cursor{LSN: 9}})
+	ctx := context.Background()
+	tick := func(end broadcaster.LSN) broadcaster.Batch {
+		e := broadcaster.Event{ID: broadcaster.Cursor{LSN: end - 1, Pos: 1}, Type: "job.progress", Op: broadcaster.OpEmit, Timestamp: now}
+		return broadcaster.Batch{Events: []broadcaster.Event{e}, TxEnd: end}
+	}
+	m.Append(ctx, tick(20))
+	if got := m.Confirmable(); got != 9 {
+		t.Fatalf("Confirmable %v, want the initial floor's 9", got)
+	}
+	row := ev(30, 1, now)
+	row.TxID = 7
+	m.Append(ctx, broadcaster.Batch{Events: []broadcaster.Event{row}, TxEnd: 35})
+	m.Append(ctx, tick(50))
+	if got := m.Confirmable(); got != 30 {
+		t.Fatalf("Confirmable %v, want the oldest retained event's commit LSN 30", got)
+	}
+	m.Append(ctx, tick(60)) // evicts the event at 30
+	if got := m.Confirmable(); got != 30 {
+		t.Fatalf("Confirmable %v, want 30, the floor before the oldest (non-transactional) event at 49", got)
+	}
+}
+
 func TestMemoryConfirmableHoldsOldest(t *testing.T) {
 	now := time.Now()
 	clock := now

@@ -195,8 +195,9 @@ func TestEmit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (broadcaster.Cursor{LSN: at, Pos: 1}).String(); m.Event.EventID != want || m.Event.TxID != 0 {
-			t.Errorf("tick %s: want eventId %s (its own LSN, position 1) and txId 0", m, want)
+		// cdc_emit returns the end of the message's WAL record.
+		if want := (broadcaster.Cursor{LSN: at - 1, Pos: 1}).String(); m.Event.EventID != want || m.Event.TxID != 0 {
+			t.Errorf("tick %s: want eventId %s (its record's end less one, position 1) and txId 0", m, want)
 		}
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
@@ -218,6 +219,18 @@ func TestEmit(t *testing.T) {
 		})
 		if !slices.Equal(tick.Channels, []string{"exam:1"}) {
 			t.Errorf("tick on %v, want [exam:1] (the only one of its channels the client subscribed)", tick.Channels)
+		}
+	})
+
+	t.Run("non-transactional, just before its transaction's commit", func(t *testing.T) {
+		// The message's record ends where the commit's begins: the two
+		// events still get ids of their own, the tick's first.
+		id := db.QueryInt(t, `WITH a AS (INSERT INTO announcements (title, body) VALUES ('last', 'last') RETURNING id)
+			SELECT a.id FROM a, LATERAL (SELECT cdc_emit('gradingJob.progress', ARRAY['exam:1'],
+				jsonb_build_object('examId', 1, 'done', 3, 'total', 10), transactional => false)) AS e`)
+		row, before := admin.until("the row event", isAnnouncement(id))
+		if len(before) != 1 || before[0].Event.EventType != "gradingJob.progress" || before[0].Event.Cursor >= row.Event.Cursor {
+			t.Fatalf("events %v then %s; want the tick first, with a cursor before the row's", before, row)
 		}
 	})
 
@@ -325,8 +338,8 @@ func TestEmit(t *testing.T) {
 				}
 			}
 		}
-		if emitted < 8 {
-			t.Errorf("%s: %d emitted events among the replayed, want at least 8", what, emitted)
+		if emitted < 9 {
+			t.Errorf("%s: %d emitted events among the replayed, want at least 9", what, emitted)
 		}
 	}
 
@@ -354,6 +367,57 @@ func TestEmit(t *testing.T) {
 		// non-transactional events alike, with the same ids.
 		replay(t, "after the restart")
 	})
+}
+
+// TestEmitRestartOldestNonTransactional: a broadcaster restarted while
+// the oldest event its log retains is a non-transactional one rebuilds the
+// log from the slot with that event in it, same id: the slot was held
+// before the message's record, not at the event's id, which lies inside
+// it.
+func TestEmitRestartOldestNonTransactional(t *testing.T) {
+	db := NewDB(t, WithExampleData())
+	s := rsStartServe(t, db, map[string]any{"retention.max_events": 2})
+	tok := gwUserToken(t, "2", "admin")
+	channels := []string{"school", "exam:1"}
+	admin := &emWatch{c: gwConnect(t, "admin", s.wsURL, gwViaHeader, tok)}
+	admin.c.mustSubscribe(channels...)
+
+	first := emAnnounce(t, db)
+	a, _ := admin.until("the first announcement", isAnnouncement(first))
+	db.Exec(t, `SELECT cdc_emit('gradingJob.progress', ARRAY['exam:1'], jsonb_build_object('examId', 1, 'done', 1, 'total', 2), transactional => false)`)
+	tick, _ := admin.until("the tick", func(m gwMsg) bool { return m.Event.EventType == "gradingJob.progress" })
+	last := emAnnounce(t, db)
+	b, _ := admin.until("the last announcement", isAnnouncement(last))
+	// The log holds the tick and the last announcement; the slot's
+	// confirmed position has moved past the first announcement's commit.
+	from, err := broadcaster.ParseCursor(a.Event.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(gwWait)
+	for db.QueryInt(t, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::text::pg_lsn", s.slot, from.LSN.String()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot was not confirmed up to %s within %v", from.LSN, gwWait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := s.proc.Stop(t); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	s.start()
+
+	c := &emWatch{c: gwConnect(t, "replay", s.wsURL, gwViaHeader, tok)}
+	id := c.c.request("subscribe", map[string]any{"channels": channels, "since": a.Event.Cursor})
+	if m := c.c.reply(id); m.Type != "subscribed" {
+		t.Fatalf("subscribe with since: %s", m)
+	}
+	m, before := c.c.waitFor(gwWait, "the last announcement", func(m gwMsg) bool { return m.Type == "reset" || (m.Type == "event" && isAnnouncement(last)(m)) })
+	if m.Type == "reset" {
+		t.Fatalf("told to reset after the restart: the tick's message was not kept in the slot (%s)", m)
+	}
+	if got := emIDs(append(before, m)); !slices.Equal(got, []string{tick.Event.EventID, b.Event.EventID}) {
+		t.Errorf("replayed %v, want the tick %s and the announcement %s", got, tick.Event.EventID, b.Event.EventID)
+	}
 }
 
 // TestEmitCheck: check reports an emit section that cannot work, naming

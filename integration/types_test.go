@@ -125,14 +125,25 @@ on('gradingTask.truncated', (e) => {
   const none: undefined = e.data;
   void none;
 });
+// Emitted by the application (emit.events): the declared data fields.
+on('exam.closing_soon', (e) => {
+  const op: 'EMIT' = e.operation;
+  const left: number = e.data.minutesLeft;
+  const at: string = e.data.closesAt;
+  void op, left, at;
+});
+on('system.notice', (e) => {
+  const url: string | null | undefined = e.data.url;
+  void url;
+});
 
-const channels: Channel[] = ['class:1', 'exam:7', 'school', 'role:teacher', 'student:3', 'user:19'];
+const channels: Channel[] = ['class:1', 'exam:7', 'school', 'role:teacher', 'student:3', 'user:19', 'role:super_admin'];
 void channels;
 `
 
 // typesWrong reads a field the payload does not have and one a DELETE
-// does not carry, takes a bigint for a number and names a channel no
-// template makes: four errors.
+// does not carry, takes a bigint for a number, names a channel no template
+// makes and reads a field an emitted event does not declare: five errors.
 const typesWrong = `import type { Events, Channel } from './realtime-events';
 
 declare function on<K extends keyof Events>(
@@ -152,6 +163,9 @@ on('user.deleted', (e) => {
 });
 const c: Channel = 'klass:1';
 void c;
+on('system.notice', (e) => {
+  void e.data.examId;
+});
 `
 
 // typesSampleUse reads tsgen's golden sample (tsgen/testdata/sample.d.ts),
@@ -222,6 +236,11 @@ func TestTypesExampleSchool(t *testing.T) {
 		"`class:${string}`",
 		"'school'",
 		"export type Channel =",
+		// emitted (config.example.yaml's emit.events)
+		"'exam.closing_soon': {\n    operation: 'EMIT';\n    data: {",
+		"      minutesLeft: number;",
+		"      url?: string | null;",
+		"'role:super_admin'",
 	} {
 		if !strings.Contains(ts, w) {
 			t.Errorf("declarations lack %q", w)
@@ -269,6 +288,7 @@ func TestTypesExampleSchool(t *testing.T) {
 		{"const id: number = e.data.id;", "'string | number' is not assignable to type 'number'"},
 		{"void e.data.role;", "'role'"},
 		{"const c: Channel = 'klass:1';", "klass:1"},
+		{"void e.data.examId;", "'examId'"},
 	}
 	for _, w := range want {
 		i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, w.line) })
@@ -301,7 +321,7 @@ func TestTypesMatchPayloads(t *testing.T) {
 
 	tok := gwUserToken(t, "2", "admin")
 	channels := "table:exam_results,table:uploads,table:vacancies,table:users,table:announcements," +
-		"table:attendance,table:grading_tasks,table:exam_sessions,table:students,user:10"
+		"table:attendance,table:grading_tasks,table:exam_sessions,table:students,user:10,exam:1,role:admin"
 	head := rsSync(t, s.addr, tok, "channels", channels)
 	if head.Status != http.StatusOK || head.Cursor == "" {
 		t.Fatalf("/sync head: HTTP %d %s", head.Status, head.Raw)
@@ -331,10 +351,19 @@ func TestTypesMatchPayloads(t *testing.T) {
 		INSERT INTO notifications (id, user_id, title) VALUES (6001, 10, 'types');
 		TRUNCATE grading_tasks;
 	`)
+	// Emitted events: one with every declared field, one without its
+	// optional one, one not transactional.
+	db.Exec(t, `
+		SELECT cdc_emit('exam.closing_soon', ARRAY['exam:1'],
+			jsonb_build_object('examId', 1, 'classId', 1, 'minutesLeft', 10, 'closesAt', '2025-11-29T10:30:00Z'));
+		SELECT cdc_emit('system.notice', ARRAY['role:admin'], jsonb_build_object('level', 'info', 'message', 'types'));
+		SELECT cdc_emit('gradingJob.progress', ARRAY['exam:1'], jsonb_build_object('examId', 1, 'done', 1, 'total', 2), transactional => false);
+	`)
 	wantTypes := []string{
 		"exam.graded", "upload.started", "vacancy.created", "vacancy.closed", "user.created", "user.deleted",
 		"announcement.created", "attendance.marked", "exam.started", "examSession.started", "exam.submitted",
 		"examSession.completed", "student.enrolled", "notification.created", "gradingTask.truncated",
+		"exam.closing_soon", "system.notice", "gradingJob.progress",
 	}
 	events := typesCollect(t, s, tok, head.Cursor, channels, wantTypes)
 
@@ -475,7 +504,7 @@ func typesCollect(t *testing.T, s *rsServe, tok, since, channels string, want []
 			return events
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %v events within %v; got %d events", missing, eventWait, len(events))
+			t.Fatalf("no %v events within %v; got %d events: %s", missing, eventWait, len(events), typesDump(events))
 		}
 	}
 }

@@ -253,7 +253,8 @@ func (m *Mapper) Commit(ctx context.Context, tx *broadcaster.Tx) error {
 // (EmitDropped) when it does not; other messages are not the Mapper's. A
 // transactional message's event takes the next position in its
 // transaction, among the row events; a non-transactional one's is
-// appended at once, in a batch of its own, at position 1 of its own LSN.
+// appended at once, in a batch of its own ending at the message's LSN, with
+// the ID Event.NonTransactional describes.
 func (m *Mapper) Message(ctx context.Context, tx *broadcaster.Tx, msg *broadcaster.Message) error {
 	if m.sink == nil {
 		return errNoSink
@@ -272,7 +273,9 @@ func (m *Mapper) Message(ctx context.Context, tx *broadcaster.Tx, msg *broadcast
 	if tx != nil {
 		return m.push(ctx, tx, ev)
 	}
-	ev.ID = broadcaster.Cursor{LSN: msg.LSN, Pos: 1}
+	// msg.LSN ends the message's record and may be the next commit's:
+	// one less lies inside the record, where no transaction commits.
+	ev.ID = broadcaster.Cursor{LSN: msg.LSN - 1, Pos: 1}
 	ev.Timestamp = msg.Sent
 	b := broadcaster.Batch{Events: []broadcaster.Event{ev}, TxEnd: msg.LSN}
 	if err := m.sink.Append(ctx, b); err != nil {

@@ -91,7 +91,9 @@ func TestEmitInTransaction(t *testing.T) {
 }
 
 // TestEmitNonTransactional: a non-transactional message is appended at
-// once, alone, at position 1 of its own LSN, with the time it was sent.
+// once, alone, in a batch ending at its LSN (its record's end, maybe the
+// next commit's), at position 1 of the LSN before, with the time it was
+// sent.
 func TestEmitNonTransactional(t *testing.T) {
 	t.Parallel()
 	m, sink, _ := newEmitMapper(t)
@@ -104,7 +106,7 @@ func TestEmitNonTransactional(t *testing.T) {
 		t.Fatalf("batch = %+v", b)
 	}
 	e := b.Events[0]
-	if e.ID != (broadcaster.Cursor{LSN: 0x700, Pos: 1}) || e.TxID != 0 || !e.Timestamp.Equal(commitTime.Add(time.Second)) || e.Type != "system.notice" {
+	if e.ID != (broadcaster.Cursor{LSN: 0x6FF, Pos: 1}) || e.TxID != 0 || !e.NonTransactional() || !e.Timestamp.Equal(commitTime.Add(time.Second)) || e.Type != "system.notice" {
 		t.Errorf("event = %+v", e)
 	}
 	// Without data, the event still has data: {}.

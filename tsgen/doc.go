@@ -11,7 +11,9 @@
 // package mapping (payloadRows): an INSERT carries every payload column; an
 // UPDATE leaves out a TOASTed value it did not change; a DELETE carries what
 // the replica identity gives of the old row; oldData is never certain; a
-// TRUNCATE carries no row.
+// TRUNCATE carries no row. An event type the application emits
+// (Source.Emitted, the config's emit.events) carries its declared data
+// fields, operation EMIT and no table.
 //
 // Write is a pure function of its Source: safe for concurrent use.
 package tsgen

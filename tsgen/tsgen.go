@@ -10,6 +10,7 @@ import (
 	"time"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
+	"github.com/treasure-home/cdc-broadcaster/config"
 )
 
 // Source is what Write describes.
@@ -20,6 +21,27 @@ type Source struct {
 	Date             time.Time
 	// Tables are the mapped tables.
 	Tables []Table
+	// Emitted are the event types the application emits (the config's
+	// emit.events).
+	Emitted []Emitted
+}
+
+// Emitted is one declared type of the events the application emits from
+// SQL (docs/config.md, "Emitted events"): operation EMIT, no table, and
+// exactly the declared data fields, whatever the database.
+type Emitted struct {
+	Type        string
+	Description string
+	// Channels are its channel patterns, as written: "exam:{examId}".
+	Channels []string
+	// Fields are the declared data fields, in the order to write them.
+	Fields []EmittedField
+}
+
+// EmittedField is one declared field of an emitted event's data.
+type EmittedField struct {
+	Name string
+	Type config.DataType
 }
 
 // Table is one mapped table.
@@ -73,12 +95,12 @@ func Write(w io.Writer, src Source) error {
 		oneLine(src.Config), oneLine(src.Database), src.Date.UTC().Format("2006-01-02"))
 	bw.WriteString(preamble)
 	bw.WriteString("export interface Events {\n")
-	for _, typ := range eventTypes(src.Tables) {
-		writeEntry(bw, typ, src.Tables)
+	for _, typ := range eventTypes(src) {
+		writeEntry(bw, typ, src)
 	}
 	bw.WriteString("}\n\n")
-	bw.WriteString("/** Every channel name the mapping's templates can make: what `subscribe` may name to receive its events. */\n")
-	writeChannel(bw, channelTypes(src.Tables))
+	bw.WriteString("/** Every channel name the mapping's templates and the emitted events' patterns can make: what `subscribe` may name to receive its events. */\n")
+	writeChannel(bw, channelTypes(src))
 	return bw.Flush()
 }
 
@@ -88,36 +110,44 @@ const preamble = `
  * and its data and oldData, typed as the server encodes each column. A
  * field is optional where the server may leave it out: on an UPDATE, a
  * TOASTed value the UPDATE did not change; on a DELETE, a column outside
- * the table's replica identity. A TRUNCATE carries no data.
+ * the table's replica identity. A TRUNCATE carries no data. An event the
+ * application emits (operation EMIT) carries the data fields the config
+ * declares for its type.
  */
 `
 
-// eventTypes returns the event types of tables, sorted.
-func eventTypes(tables []Table) []string {
+// eventTypes returns the event types of src, sorted.
+func eventTypes(src Source) []string {
 	var types []string
-	for _, t := range tables {
+	for _, t := range src.Tables {
 		for _, e := range t.Events {
 			types = append(types, e.Type)
 		}
+	}
+	for _, e := range src.Emitted {
+		types = append(types, e.Type)
 	}
 	slices.Sort(types)
 	return slices.Compact(types)
 }
 
 // member is one alternative of an event type's entry: the events of one
-// table, all with rows or all TRUNCATEs.
+// table, all with rows or all TRUNCATEs; or the emitted events of the
+// type.
 type member struct {
 	table    *Table
 	ops      []broadcaster.Op
 	truncate bool
+	emitted  *Emitted
 }
 
 // writeEntry writes the entry of event type typ.
-func writeEntry(w *bufio.Writer, typ string, tables []Table) {
+func writeEntry(w *bufio.Writer, typ string, src Source) {
 	var (
 		members []member
 		docs    []string
 	)
+	tables := src.Tables
 	for i := range tables {
 		t := &tables[i]
 		var rowOps []broadcaster.Op
@@ -152,6 +182,16 @@ func writeEntry(w *bufio.Writer, typ string, tables []Table) {
 		}
 		if truncate {
 			members = append(members, member{table: t, truncate: true})
+		}
+	}
+	for i := range src.Emitted {
+		if e := &src.Emitted[i]; e.Type == typ {
+			doc := "Emitted by the application."
+			if d := strings.TrimSpace(e.Description); d != "" {
+				doc += " " + strings.TrimSuffix(d, ".") + "."
+			}
+			docs = append(docs, fmt.Sprintf("%s Channels: %s.", doc, listOrNone(e.Channels)))
+			members = append(members, member{emitted: e})
 		}
 	}
 	nTables := 0
@@ -189,6 +229,15 @@ type field struct {
 // tables.
 func memberObject(m member, withTable bool) []field {
 	var fs []field
+	if m.emitted != nil {
+		if withTable {
+			fs = append(fs, field{name: "table", optional: true, typ: "undefined"})
+		}
+		return append(fs,
+			field{name: "operation", typ: quote(broadcaster.OpEmit.String())},
+			emittedData(m.emitted),
+			field{name: "oldData", optional: true, typ: "undefined"})
+	}
 	if withTable {
 		fs = append(fs, field{name: "table", typ: quote(m.table.Name)})
 	}
@@ -288,6 +337,48 @@ func dataField(t *Table, ops []broadcaster.Op) field {
 		f.doc = []string{fmt.Sprintf("Absent from a %s event that carries none of these columns.", opList(unsure, " or "))}
 	}
 	return f
+}
+
+// emittedData returns the data property of an emitted event: the declared
+// fields, an optional one (`?`) absent or null. The server always sends
+// data, {} when there is nothing in it.
+func emittedData(e *Emitted) field {
+	f := field{name: "data"}
+	if len(e.Fields) == 0 {
+		f.typ = "Record<string, never>"
+		return f
+	}
+	for _, d := range e.Fields {
+		typ := dataKindType(d.Type.Kind)
+		if d.Type.List {
+			typ += "[]"
+		}
+		if d.Type.Optional && typ != "unknown" {
+			typ += " | null"
+		}
+		doc := "Declared " + d.Type.String() + "."
+		if d.Type.Optional {
+			doc = "Declared " + d.Type.String() + ": absent or null when the application leaves it out."
+		}
+		f.obj = append(f.obj, field{doc: []string{doc}, name: d.Name, optional: d.Type.Optional, typ: typ})
+	}
+	return f
+}
+
+// dataKindType is the TypeScript type of a declared field's kind: JSON as
+// the application sent it.
+func dataKindType(k config.DataKind) string {
+	switch k {
+	case config.KindString:
+		return "string"
+	case config.KindInteger, config.KindNumber:
+		return "number"
+	case config.KindBoolean:
+		return "boolean"
+	case config.KindObject:
+		return "{ [key: string]: unknown }"
+	}
+	return "unknown"
 }
 
 // absence says when data lacks column c on op.
@@ -435,16 +526,22 @@ func oneLine(s string) string {
 }
 
 // channelTypes returns the TypeScript types of the channel templates of
-// tables: a string literal for a template without references, a template
-// literal type with ${string} for each reference otherwise. Sorted, without
+// src's tables and the channel patterns of its emitted events: a string
+// literal for one without references, a template literal type with
+// ${string} for each reference (or {param}) otherwise. Sorted, without
 // duplicates.
-func channelTypes(tables []Table) []string {
+func channelTypes(src Source) []string {
 	var out []string
-	for _, t := range tables {
+	for _, t := range src.Tables {
 		for _, e := range t.Events {
 			for _, c := range e.Channels {
 				out = append(out, templateType(c))
 			}
+		}
+	}
+	for _, e := range src.Emitted {
+		for _, c := range e.Channels {
+			out = append(out, templateType(c))
 		}
 	}
 	slices.Sort(out)

@@ -13,6 +13,7 @@ import (
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 	"github.com/treasure-home/cdc-broadcaster/cdc"
+	"github.com/treasure-home/cdc-broadcaster/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.d.ts from the output")
@@ -141,7 +142,8 @@ func TestQuoting(t *testing.T) {
 // sample is a Source with one of each case: a table with the default
 // identity and one with FULL, TOASTable and nullable columns, rules with
 // their own channels, an event type from two tables, TRUNCATE events alone
-// and beside row events.
+// and beside row events, emitted events with data fields of each kind and
+// without.
 func sample() Source {
 	col := func(name string, oid uint32, sqlType string, mod func(*Column)) Column {
 		c := Column{Name: name, SQLType: sqlType, Shape: cdc.ShapeOf(oid)}
@@ -199,6 +201,21 @@ func sample() Source {
 				Events: []Event{{Type: "note.deleted", Op: broadcaster.OpDelete}, {Type: "note.edited", Op: broadcaster.OpUpdate, Channels: []string{"notes"}}},
 			},
 		},
+		Emitted: []Emitted{
+			{
+				Type: "exam.closing_soon", Description: "The exam closes soon.",
+				Channels: []string{"exam:{examId}", "class:{classId}"},
+				Fields: []EmittedField{
+					{Name: "examId", Type: config.DataType{Kind: config.KindInteger}},
+					{Name: "note", Type: config.DataType{Kind: config.KindString, Optional: true}},
+					{Name: "tags", Type: config.DataType{Kind: config.KindString, List: true}},
+					{Name: "extra", Type: config.DataType{Kind: config.KindAny, Optional: true}},
+					{Name: "meta", Type: config.DataType{Kind: config.KindObject}},
+					{Name: "done", Type: config.DataType{Kind: config.KindBoolean}},
+				},
+			},
+			{Type: "system.ping", Channels: []string{"school"}},
+		},
 	}
 }
 
@@ -237,6 +254,13 @@ func TestWrite(t *testing.T) {
 		"'Odd name'?: string;",
 		"`exam:${string}`",
 		"'school'",
+		"  /** Emitted by the application. The exam closes soon. Channels: exam:{examId}, class:{classId}. */\n  'exam.closing_soon': {\n    operation: 'EMIT';",
+		"      note?: string | null;",
+		"      tags: string[];",
+		"      extra?: unknown;",
+		"      meta: { [key: string]: unknown };",
+		"'system.ping': {\n    operation: 'EMIT';\n    data: Record<string, never>;\n    oldData?: undefined;",
+		"`class:${string}`",
 	} {
 		if !strings.Contains(buf.String(), w) {
 			t.Errorf("output lacks %q", w)

@@ -31,12 +31,12 @@ var helps = map[string]commandHelp{
 		env:     []string{"CDC_SOURCE_DATABASE_URL", "CDC_SOURCE_SLOT", "CDC_SOURCE_PUBLICATION"},
 	},
 	"tail": {
-		purpose: "Print mapped events as JSON lines from a temporary slot, touching nothing else; until interrupted. Needs no JWT key material.",
+		purpose: "Print mapped and emitted events as JSON lines from a temporary slot, touching nothing else; until interrupted. Needs no JWT key material.",
 		example: "cdc-broadcaster tail --types 'exam.*,user.created' --config config.yaml",
 		env:     []string{"CDC_SOURCE_DATABASE_URL", "CDC_SOURCE_PUBLICATION"},
 	},
 	"types": {
-		purpose: "Write a TypeScript declaration file of the mapping's events, from the config and the live database: for each event type its operations and the fields of data and oldData, typed as the server encodes each column, and the channel names (Channel). The browser adapter's generics take it, so that the compiler checks e.data.score. Exits 1 when the mapping does not fit the database or the database cannot be reached. Needs no JWT key material.",
+		purpose: "Write a TypeScript declaration file of the mapping's events, from the config and the live database: for each event type its operations and the fields of data and oldData, typed as the server encodes each column, the emitted event types emit.events declares with their data fields, and the channel names (Channel). The browser adapter's generics take it, so that the compiler checks e.data.score. Exits 1 when the mapping does not fit the database or the database cannot be reached. Needs no JWT key material.",
 		example: "cdc-broadcaster types --config config.yaml --out src/realtime-events.d.ts",
 		env:     []string{"CDC_SOURCE_DATABASE_URL", "CDC_SOURCE_PUBLICATION"},
 	},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,6 +65,7 @@ func (c *TypesCommand) Run(ctx context.Context, args []string) error {
 		}
 		src.Tables = append(src.Tables, t)
 	}
+	src.Emitted = emittedTypes(cfg.Emit)
 	var buf bytes.Buffer
 	if err := tsgen.Write(&buf, src); err != nil {
 		return err
@@ -123,6 +125,27 @@ func (c *TypesCommand) table(ctx context.Context, conn cdc.Querier, cfg *config.
 	return t, nil
 }
 
+// emittedTypes describes for tsgen the event types emit.events declares,
+// their fields by name. Validate has read every field's type.
+func emittedTypes(e config.Emit) []tsgen.Emitted {
+	var out []tsgen.Emitted
+	for _, ev := range e.Events {
+		t := tsgen.Emitted{Type: ev.Type, Description: ev.Description, Channels: ev.Channels}
+		if len(ev.Channels) == 0 {
+			t.Channels = e.Channels
+		}
+		for _, name := range slices.Sorted(maps.Keys(ev.Data)) {
+			dt, err := config.ParseDataType(ev.Data[name])
+			if err != nil {
+				continue
+			}
+			t.Fields = append(t.Fields, tsgen.EmittedField{Name: name, Type: dt})
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
 // warn prints a warning about the config key on stderr.
 func (c *TypesCommand) warn(cfg *config.Config, key, format string, args ...any) {
 	e := config.Error{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
@@ -136,6 +159,9 @@ func countTypes(src tsgen.Source) int {
 		for _, e := range t.Events {
 			types = append(types, e.Type)
 		}
+	}
+	for _, e := range src.Emitted {
+		types = append(types, e.Type)
 	}
 	slices.Sort(types)
 	return len(slices.Compact(types))

@@ -5,7 +5,9 @@
  * and its data and oldData, typed as the server encodes each column. A
  * field is optional where the server may leave it out: on an UPDATE, a
  * TOASTed value the UPDATE did not change; on a DELETE, a column outside
- * the table's replica identity. A TRUNCATE carries no data.
+ * the table's replica identity. A TRUNCATE carries no data. An event the
+ * application emits (operation EMIT) carries the data fields the config
+ * declares for its type.
  */
 export interface Events {
   /** From announcements on DELETE. Channels: school. */
@@ -76,6 +78,25 @@ export interface Events {
           id?: number;
         };
       };
+  /** Emitted by the application. The exam closes soon. Channels: exam:{examId}, class:{classId}. */
+  'exam.closing_soon': {
+    operation: 'EMIT';
+    data: {
+      /** Declared integer. */
+      examId: number;
+      /** Declared string?: absent or null when the application leaves it out. */
+      note?: string | null;
+      /** Declared string[]. */
+      tags: string[];
+      /** Declared any?: absent or null when the application leaves it out. */
+      extra?: unknown;
+      /** Declared object. */
+      meta: { [key: string]: unknown };
+      /** Declared boolean. */
+      done: boolean;
+    };
+    oldData?: undefined;
+  };
   /** From exam_sessions on INSERT. Channels: exam:{exam_id}, class:{class_id}, table:exam_sessions. */
   'exam.started': {
     operation: 'INSERT';
@@ -177,9 +198,15 @@ export interface Events {
     };
     oldData?: undefined;
   };
+  /** Emitted by the application. Channels: school. */
+  'system.ping': {
+    operation: 'EMIT';
+    data: Record<string, never>;
+    oldData?: undefined;
+  };
 }
 
-/** Every channel name the mapping's templates can make: what `subscribe` may name to receive its events. */
+/** Every channel name the mapping's templates and the emitted events' patterns can make: what `subscribe` may name to receive its events. */
 export type Channel =
   | 'notes'
   | 'role:teacher'
