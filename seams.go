@@ -83,6 +83,22 @@ func (cursorAhead) Is(target error) bool { return target == ErrCursorExpired }
 // append again (it steps down).
 var ErrFenced = errors.New("the log was appended to by another writer")
 
+// Terms is the log side of a source elected among several readers: the
+// source tells the log when its term as the leader begins and ends, and
+// learns from it when another reader took over.
+type Terms interface {
+	// Begin starts a term: the log fences off every earlier writer (their
+	// appends fail with ErrFenced from then on) and goes on after its
+	// last event. It retries until it succeeds or ctx ends.
+	Begin(ctx context.Context) error
+	// Deposed is closed once the log finds that another writer took over
+	// after this term began.
+	Deposed() <-chan struct{}
+	// End ends the term: what is not yet durable is dropped (the next
+	// leader delivers it again).
+	End()
+}
+
 // Hold keeps the events after a position readable for one reader, beyond
 // the log's retention, while the reader makes progress (LogReader.Hold).
 type Hold interface {

@@ -156,14 +156,28 @@ func PublicationTables(ctx context.Context, q Querier, pub string) (tables map[s
 
 // SlotInfo describes an existing replication slot.
 type SlotInfo struct {
-	Plugin       string
-	Database     string
-	Temporary    bool
-	Active       bool
+	Plugin    string
+	Database  string
+	Temporary bool
+	Active    bool
+	// ActivePID is the process streaming it (0 when none).
+	ActivePID    int
 	ConfirmedLSN broadcaster.LSN
 	// WALStatus is pg_replication_slots.wal_status ("reserved", "extended",
 	// "unreserved", "lost").
 	WALStatus string
+}
+
+// CreateSlotSQL is the statement that creates the pgoutput slot, and
+// returns its name and position. On PostgreSQL 17 and later the slot is a
+// failover slot (failover => true): a physical standby with
+// sync_replication_slots keeps a copy of it, so that it survives the
+// standby's promotion.
+func CreateSlotSQL(slot string, major int) string {
+	if major >= 17 {
+		return fmt.Sprintf("SELECT slot_name, lsn::text FROM pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput', failover => true)", quoteLiteral(slot))
+	}
+	return fmt.Sprintf("SELECT slot_name, lsn::text FROM pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')", quoteLiteral(slot))
 }
 
 // LookupSlot returns the named slot, or nil when there is none.
@@ -175,9 +189,9 @@ func LookupSlot(ctx context.Context, q Querier, name string) (*SlotInfo, error) 
 		ws  *string
 	)
 	err := q.QueryRow(ctx, `
-		SELECT plugin, database, temporary, active, confirmed_flush_lsn::text, wal_status
+		SELECT plugin, database, temporary, active, coalesce(active_pid, 0), confirmed_flush_lsn::text, wal_status
 		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).
-		Scan(&si.Plugin, &db, &si.Temporary, &si.Active, &lsn, &ws)
+		Scan(&si.Plugin, &db, &si.Temporary, &si.Active, &si.ActivePID, &lsn, &ws)
 	if err == pgx.ErrNoRows {
 		return nil, nil
 	}
@@ -251,7 +265,11 @@ func PlanSetup(ctx context.Context, q Querier, pub, slot string, tables []string
 		return nil, err
 	}
 	if si == nil {
-		plan.Statements = append(plan.Statements, fmt.Sprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')", quoteLiteral(slot)))
+		var major int
+		if err := q.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
+			return nil, fmt.Errorf("server version: %w", err)
+		}
+		plan.Statements = append(plan.Statements, CreateSlotSQL(slot, major))
 	}
 	return plan, nil
 }

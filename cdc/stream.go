@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -67,6 +68,23 @@ type Config struct {
 	// read it. The changes in between were skipped; at is where the slot
 	// resumes. Without OnGap, such a Stream goes on silently.
 	OnGap func(at broadcaster.LSN)
+	// Elect makes this Stream one leader candidate among several on the
+	// slot: it streams only while it holds the slot's reader lock, a
+	// PostgreSQL advisory lock taken on its replication connection (so it
+	// is released when that connection or its walsender ends), and waits
+	// as a standby, connected, until it gets it. A slot further on than
+	// this Stream delivered is then normal (another leader read it).
+	Elect bool
+	// Terms, with Elect, is told when a term as the leader begins (before
+	// the slot is streamed) and ends; when it reports that another writer
+	// took over, the Stream steps down to standby.
+	Terms broadcaster.Terms
+	// FailoverTimeout, with Elect, bounds how long a leader that stopped
+	// answering keeps the lock: the replication connection asks
+	// PostgreSQL for a wal_sender_timeout of four fifths of it, and a
+	// standby tries the lock every twentieth of it (at most every 250 ms).
+	// Default 10s.
+	FailoverTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	// Defaults 250ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -78,7 +96,14 @@ type Config struct {
 var (
 	ErrSlotMissing        = errors.New("replication slot does not exist")
 	ErrPublicationMissing = errors.New("publication does not exist")
+	// ErrSlotInUse: another process streams the slot. Without Elect it
+	// ends Run when the first session meets it (two readers would fight
+	// over the slot); later sessions wait for it to be free.
+	ErrSlotInUse = errors.New("replication slot is being read by another process")
 )
+
+// DefaultFailoverTimeout is Config.FailoverTimeout's default.
+const DefaultFailoverTimeout = 10 * time.Second
 
 // Stream is a Source reading one replication slot.
 type Stream struct {
@@ -107,6 +132,12 @@ type Stream struct {
 	reconnects atomic.Int64
 	caughtUp   atomic.Bool  // a session has replayed what the slot held back
 	slotName   atomic.Value // string: the slot actually read
+	// standby is true while an electing Stream waits for the lock; terms
+	// counts the terms it led.
+	standby atomic.Bool
+	terms   atomic.Int64
+	// sessions counts the sessions that got as far as the slot.
+	sessions int
 }
 
 var _ broadcaster.Source = (*Stream)(nil)
@@ -137,6 +168,9 @@ func NewStream(cfg Config) (*Stream, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.FailoverTimeout <= 0 {
+		cfg.FailoverTimeout = DefaultFailoverTimeout
+	}
 	s := &Stream{cfg: cfg, log: cfg.Logger, dec: NewValueDecoder()}
 	s.slotName.Store(cfg.Slot)
 	return s, nil
@@ -159,6 +193,10 @@ type Status struct {
 	// ReceivedLSN it says how far the stream has got even while the
 	// server skips WAL that is not published.
 	ServerWALEnd broadcaster.LSN
+	// Standby is true while an electing Stream waits for the reader lock
+	// (another process leads); Terms counts the terms it has led.
+	Standby bool
+	Terms   int64
 }
 
 // Status returns the stream's state. Safe from any goroutine.
@@ -171,6 +209,8 @@ func (s *Stream) Status() Status {
 		ServerWALEnd: broadcaster.LSN(s.walEnd.Load()),
 		ConfirmedLSN: broadcaster.LSN(s.confirmed.Load()),
 		Reconnects:   s.reconnects.Load(),
+		Standby:      s.standby.Load(),
+		Terms:        s.terms.Load(),
 	}
 	if ns := s.lastCommit.Load(); ns != 0 {
 		st.LastCommit = time.Unix(0, ns)
@@ -189,7 +229,13 @@ func (s *Stream) Run(ctx context.Context, h broadcaster.TxHandler) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if permanent(err) {
+		if s.cfg.Elect && (errors.Is(err, broadcaster.ErrFenced) || errors.Is(err, errDeposed)) {
+			// Another reader took over: stand by again, at once.
+			s.log.Warn("reader: deposed, another reader took over; standing by", "err", err)
+			s.reconnects.Add(1)
+			continue
+		}
+		if permanent(err) || (errors.Is(err, ErrSlotInUse) && !s.cfg.Elect && s.sessions <= 1) {
 			return err
 		}
 		if progressed {
@@ -276,6 +322,12 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 	if err != nil {
 		return false, err
 	}
+	if s.cfg.Elect {
+		// PostgreSQL ends a walsender whose client has not answered for
+		// this long: a frozen leader (paused, cut off) loses the lock
+		// with it, in time for a standby to take over.
+		pcfg.RuntimeParams["wal_sender_timeout"] = fmt.Sprintf("%dms", (s.cfg.FailoverTimeout * 4 / 5).Milliseconds())
+	}
 	conn, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		return false, fmt.Errorf("connect for replication: %w", err)
@@ -289,11 +341,45 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 	if err != nil {
 		return false, fmt.Errorf("identify system: %w", err)
 	}
-	slot, from, err := s.prepareSlot(ctx, conn)
+	if s.cfg.Elect {
+		if err := s.standBy(ctx, conn); err != nil {
+			return false, err
+		}
+		s.terms.Add(1)
+		s.log.Info("reader: leading", "slot", s.cfg.Slot, "term", s.terms.Load())
+		if t := s.cfg.Terms; t != nil {
+			if err := t.Begin(ctx); err != nil {
+				return false, fmt.Errorf("begin the term as leader: %w", err)
+			}
+			defer t.End()
+			// Deposed (another reader's marker in the log): end the
+			// session, which releases the lock.
+			deposed, cancel := context.WithCancelCause(ctx)
+			defer cancel(nil)
+			go func() {
+				select {
+				case <-t.Deposed():
+					cancel(errDeposed)
+				case <-deposed.Done():
+				}
+			}()
+			ctx = deposed
+		}
+	}
+	slot, from, created, err := s.prepareSlot(ctx, conn)
 	if err != nil {
 		return false, err
 	}
-	if !s.cfg.Temporary && s.delivered && from > s.accepted {
+	s.sessions++
+	if s.cfg.Elect {
+		// Other leaders moved the slot on: where it is is where this
+		// term starts. Only a slot this term had to create is a gap.
+		if created && s.cfg.OnGap != nil {
+			s.log.Error("the replication slot was missing and is created anew: changes since the last leader's are lost; clients are told to reset", "slot", slot, "at", from.String())
+			s.cfg.OnGap(from)
+		}
+		s.accepted = from
+	} else if !s.cfg.Temporary && s.delivered && from > s.accepted {
 		s.log.Error("the replication slot resumes past what was delivered: changes in between were skipped; clients are told to reset",
 			"slot", slot, "delivered_to", s.accepted.String(), "slot_at", from.String())
 		if s.cfg.OnGap != nil {
@@ -319,6 +405,10 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 		},
 	})
 	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return false, fmt.Errorf("%w: slot %q (%s)", ErrSlotInUse, slot, pgErr.Message)
+		}
 		return false, fmt.Errorf("start replication on slot %s: %w", slot, err)
 	}
 	s.rels = make(map[uint32]*broadcaster.Relation)
@@ -336,7 +426,50 @@ func (s *Stream) session(ctx context.Context, h broadcaster.TxHandler) (progress
 
 	r := &receiver{s: s, conn: conn, h: h, v2: v2, target: broadcaster.LSN(sys.XLogPos), started: time.Now()}
 	err = r.loop(ctx)
+	if cause := context.Cause(ctx); errors.Is(cause, errDeposed) {
+		err = cause
+	}
 	return r.progressed, err
+}
+
+// errDeposed ends a leader's session when the log reports that another
+// reader took over.
+var errDeposed = errors.New("another reader took the log over")
+
+// LockKey is the advisory lock (one bigint, in the slot's database) that
+// the leader among a slot's electing readers holds on its replication
+// connection.
+func LockKey(slot string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("cdc-broadcaster reader " + slot))
+	return int64(h.Sum64())
+}
+
+// standBy waits, on the replication connection, until it holds the slot's
+// reader lock.
+func (s *Stream) standBy(ctx context.Context, conn *pgconn.PgConn) error {
+	s.standby.Store(true)
+	defer s.standby.Store(false)
+	poll := min(s.cfg.FailoverTimeout/20, 250*time.Millisecond)
+	q := fmt.Sprintf("SELECT pg_catalog.pg_try_advisory_lock(%d)", LockKey(s.cfg.Slot))
+	for logged := false; ; {
+		res, err := conn.Exec(ctx, q).ReadAll()
+		if err != nil {
+			return fmt.Errorf("try the reader lock: %w", err)
+		}
+		if len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "t" {
+			return nil
+		}
+		if !logged {
+			s.log.Info("reader: standing by", "slot", s.cfg.Slot, "failover_timeout", s.cfg.FailoverTimeout.String())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
 }
 
 // checkPublication fails with ErrPublicationMissing when the publication is
@@ -354,7 +487,13 @@ func (s *Stream) checkPublication(ctx context.Context, conn *pgconn.PgConn) erro
 
 // prepareSlot returns the slot to read and the position it will resume from,
 // creating the slot when it is temporary or missing and creatable.
-func (s *Stream) prepareSlot(ctx context.Context, conn *pgconn.PgConn) (string, broadcaster.LSN, error) {
+func (s *Stream) prepareSlot(ctx context.Context, conn *pgconn.PgConn) (slot string, from broadcaster.LSN, created bool, err error) {
+	slot, from, err = s.findSlot(ctx, conn, &created)
+	return slot, from, created, err
+}
+
+// findSlot is prepareSlot; *created is set when it created the slot.
+func (s *Stream) findSlot(ctx context.Context, conn *pgconn.PgConn, created *bool) (string, broadcaster.LSN, error) {
 	if s.cfg.Temporary {
 		name := fmt.Sprintf("%s_tmp_%d_%d", s.cfg.Slot, os.Getpid(), rand.IntN(1_000_000))
 		if len(name) > 63 {
@@ -379,14 +518,17 @@ func (s *Stream) prepareSlot(ctx context.Context, conn *pgconn.PgConn) (string, 
 		if !s.cfg.Create {
 			return "", 0, fmt.Errorf("%w: %q (run `cdc-broadcaster setup`, or set source.create: true)", ErrSlotMissing, s.cfg.Slot)
 		}
-		cr, err := pglogrepl.CreateReplicationSlot(ctx, conn, s.cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-			Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT",
-		})
+		res, err := conn.Exec(ctx, CreateSlotSQL(s.cfg.Slot, serverMajor(conn))).ReadAll()
 		if err != nil {
 			return "", 0, fmt.Errorf("create slot %s: %w", s.cfg.Slot, err)
 		}
-		s.log.Info("created replication slot", "slot", s.cfg.Slot, "at", cr.ConsistentPoint)
-		from, _ := broadcaster.ParseLSN(cr.ConsistentPoint)
+		if len(res) != 1 || len(res[0].Rows) != 1 {
+			return "", 0, fmt.Errorf("create slot %s: no position returned", s.cfg.Slot)
+		}
+		at := string(res[0].Rows[0][1])
+		s.log.Info("created replication slot", "slot", s.cfg.Slot, "at", at)
+		from, _ := broadcaster.ParseLSN(at)
+		*created = true
 		return s.cfg.Slot, from, nil
 	}
 	row := res[0].Rows[0]

@@ -1069,6 +1069,11 @@ func (v *validator) ranges() {
 			v.fail(d.key, "must not be negative, found %s", d.d)
 		}
 	}
+	// The replication connection's wal_sender_timeout is 4/5 of it, and
+	// a leader must answer PostgreSQL within that even while busy.
+	if ft := c.Source.FailoverTimeout; ft > 0 && ft < time.Second {
+		v.fail("source.failover_timeout", "must be at least 1s (a leader that does not answer PostgreSQL for 4/5 of it is replaced), found %s", ft)
+	}
 }
 
 func (v *validator) mappings() {

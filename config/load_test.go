@@ -623,6 +623,7 @@ func TestValidate(t *testing.T) {
 		{"negative send queue", func(c *Config) { c.Limits.SendQueue = -1 }, "limits.send_queue", "negative"},
 		{"negative sync polls per user", func(c *Config) { c.Limits.MaxSyncPollsPerUser = -1 }, "limits.max_sync_polls_per_user", "negative"},
 		{"negative sync polls per ip", func(c *Config) { c.Limits.MaxSyncPollsPerIP = -1 }, "limits.max_sync_polls_per_ip", "negative"},
+		{"failover timeout too short", func(c *Config) { c.Source.FailoverTimeout = 200 * time.Millisecond }, "source.failover_timeout", "at least 1s"},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, "log.level", `invalid level "verbose"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", `invalid format "xml"`},
 		{"listen empty", func(c *Config) { c.Server.Listen = "" }, "server.listen", "empty"},

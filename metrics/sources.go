@@ -83,6 +83,10 @@ type FollowerStats struct {
 
 // StreamStatus is the replication stream's state.
 type StreamStatus struct {
+	// Standby is true while the reader waits as a standby (another node
+	// leads and streams the slot): it has no stream to report, and the
+	// replication figures are left out.
+	Standby   bool
 	Connected bool
 	// CaughtUp reports that the stream has replayed what the slot held
 	// back when it started.

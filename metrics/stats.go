@@ -186,13 +186,16 @@ func (m *Metrics) Snapshot() Stats {
 		}
 	}
 	if src.Stream != nil {
-		r := &ReplicationStats{StreamStatus: src.Stream()}
-		if src.Slot != nil {
-			if lag, ok := src.Slot.Lag(r.ReceivedLSN, r.LastCommit); ok {
-				r.Lag = &lag
+		// A standby has no stream of its own: the leader reports it.
+		if ss := src.Stream(); !ss.Standby {
+			r := &ReplicationStats{StreamStatus: ss}
+			if src.Slot != nil {
+				if lag, ok := src.Slot.Lag(r.ReceivedLSN, r.LastCommit); ok {
+					r.Lag = &lag
+				}
 			}
+			st.Replication = r
 		}
-		st.Replication = r
 	}
 	if src.Slot != nil {
 		s := src.Slot.State()

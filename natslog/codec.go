@@ -17,6 +17,10 @@ const (
 	// HeaderCursor holds the event's cursor, so that a reader can find a
 	// cursor's place in the stream from headers alone.
 	HeaderCursor = "Cdc-Cursor"
+	// HeaderWriter names the writer's term (its epoch) that published
+	// the message; HeaderNode, on a leader marker, the node.
+	HeaderWriter = "Cdc-Writer"
+	HeaderNode   = "Cdc-Node"
 )
 
 // controlToken and gapToken are the last subject tokens of control
@@ -25,7 +29,30 @@ const (
 const (
 	controlToken = "_control"
 	gapToken     = "_gap"
+	// leaderToken: a reader that takes the stream over as its leader
+	// publishes a marker there first (see Writer.Begin). It is not an
+	// event: gateways skip it.
+	leaderToken = "_leader"
 )
+
+// leaderMarker is the message that opens a writer's term: it carries the
+// cursor of the event before it (so that the stream's last message always
+// tells where the events end), the term's epoch and the node.
+func leaderMarker(prefix string, head broadcaster.Cursor, epoch, node string) *nats.Msg {
+	msg := nats.NewMsg(prefix + "." + leaderToken)
+	msg.Header.Set(nats.MsgIdHdr, markerID(epoch))
+	msg.Header.Set(HeaderCursor, head.String())
+	msg.Header.Set(HeaderWriter, epoch)
+	msg.Header.Set(HeaderNode, node)
+	msg.Data, _ = json.Marshal(map[string]any{"leader": node, "epoch": epoch, "at": time.Now().UTC()})
+	return msg
+}
+
+func markerID(epoch string) string { return "leader." + epoch }
+
+// isMarker reports whether a stream message's subject is a leader
+// marker's.
+func isMarker(prefix, subject string) bool { return subject == prefix+"."+leaderToken }
 
 // wireEvent is an event as the stream stores it: everything a gateway
 // needs to serve it exactly as the reader mapped it. Rows keep their

@@ -38,6 +38,8 @@ type Follower struct {
 	// seq is the stream sequence of the newest message read into the
 	// cache; last the stream's last sequence when last seen.
 	seq, last uint64
+	// leaders counts the leader markers read (takeovers of the stream).
+	leaders   uint64
 	err       error
 	following bool
 	// created is when the stream was created; resetFloor and resetAt,
@@ -257,6 +259,21 @@ func (f *Follower) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("message metadata: %w", err)
 		}
+		if isMarker(f.prefix, msg.Subject()) {
+			// A reader took the stream over: not an event.
+			f.mu.Lock()
+			f.seq = meta.Sequence.Stream
+			f.last = max(f.last, meta.Sequence.Stream+meta.NumPending)
+			f.leaders++
+			f.mu.Unlock()
+			if len(msgs) == 0 && len(batch) > 0 {
+				if err := f.Memory.Append(ctx, broadcaster.Batch{Events: batch}); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+			continue
+		}
 		ev, err := Decode(msg.Data())
 		switch {
 		case err != nil:
@@ -293,7 +310,7 @@ const followHeartbeat = time.Second
 // that far, a client's cursor ahead of it is one it is getting to, not one
 // from elsewhere. Call it before serving clients; Run calls it too.
 func (f *Follower) Prime(ctx context.Context) error {
-	_, last, err := streamHead(ctx, f.stream)
+	_, last, _, err := streamHead(ctx, f.stream)
 	if err != nil {
 		return err
 	}
@@ -474,32 +491,55 @@ func (f *Follower) streamSinceTime(ctx context.Context, t time.Time) (broadcaste
 	}
 	// The events' commit times decide, not the stream's (when a message
 	// was stored): a binary search over them.
-	evs, _, err := f.read(ctx, first, first, 1)
-	if err != nil || len(evs) == 0 {
-		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
-	}
-	if !evs[0].Timestamp.Before(t) {
+	at, ok, err := f.eventTime(ctx, first, last)
+	if err != nil || !ok || !at.Before(t) {
 		// Events committed at t may have been before the stream's first.
 		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
 	}
 	lo, hi := first, last+1
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		evs, _, err := f.read(ctx, mid, mid, 1)
+		at, ok, err := f.eventTime(ctx, mid, last)
 		if err != nil {
 			return broadcaster.Cursor{}, err
 		}
-		if len(evs) == 0 || evs[0].Timestamp.Before(t) {
+		if ok && at.Before(t) {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	prev, _, err := f.read(ctx, lo-1, lo-1, 1)
-	if err != nil || len(prev) == 0 {
+	// The message before: an event committed before t, or a marker,
+	// which carries the cursor of the event before it.
+	msg, err := f.stream.GetMsg(ctx, lo-1)
+	if err != nil {
 		return broadcaster.Cursor{}, broadcaster.ErrCursorExpired
 	}
-	return prev[0].ID, nil
+	return cursorOf(msg.Header)
+}
+
+// eventTime returns the commit time of the first event stored at or after
+// seq (up to last), skipping leader markers; ok is false when there is
+// none.
+func (f *Follower) eventTime(ctx context.Context, seq, last uint64) (time.Time, bool, error) {
+	for ; seq <= last; seq++ {
+		msg, err := f.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("natslog: read message %d: %w", seq, err)
+		}
+		if isMarker(f.prefix, msg.Subject) {
+			continue
+		}
+		ev, err := Decode(msg.Data)
+		if err != nil {
+			continue
+		}
+		return ev.Timestamp, true, nil
+	}
+	return time.Time{}, false, nil
 }
 
 // read returns up to limit events stored from sequence from to last, and

@@ -264,3 +264,118 @@ func findID(evs []broadcaster.Event, id broadcaster.Cursor) int {
 	}
 	return -1
 }
+
+// TestWriterTerms: a writer that begins a term fences the one before it,
+// whether that one publishes (its publish is refused) or idles (it finds
+// the other's marker); the stream holds each event once, in order, and a
+// follower sees events only, not the markers.
+func TestWriterTerms(t *testing.T) {
+	srv := startServer(t)
+	js, st, o := srv.open(t, "T4")
+	ctx := context.Background()
+	base := time.Now()
+	newTermWriter := func(name string) *Writer {
+		o := o
+		o.Name = name
+		w, err := NewWriter(ctx, js, st, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Close)
+		if err := w.Begin(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	var all []broadcaster.Event
+	appendTx := func(w *Writer, i int) error {
+		b := testTx(i, 2, base)
+		err := w.Append(ctx, b)
+		if err == nil {
+			all = append(all, b.Events...)
+		}
+		return err
+	}
+	a := newTermWriter("a")
+	for i := 1; i <= 3; i++ {
+		if err := appendTx(a, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "a's events acknowledged", func() bool { return a.Confirmable() == broadcaster.MaxLSN })
+
+	// b takes over while a is idle: a finds out by itself.
+	b := newTermWriter("b")
+	if b.Head() != all[len(all)-1].ID {
+		t.Fatalf("b begins after %v, want a's last event %v", b.Head(), all[len(all)-1].ID)
+	}
+	select {
+	case <-a.Deposed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a, idle, was not deposed after b began")
+	}
+	if err := a.Append(ctx, testTx(4, 1, base)); !errors.Is(err, broadcaster.ErrFenced) {
+		t.Fatalf("a's append after b began: %v, want ErrFenced", err)
+	}
+	// b replays what it is given again (as a new leader does from the
+	// slot): what the stream has is skipped.
+	if err := b.Append(ctx, testTx(3, 2, base)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i <= 5; i++ {
+		if err := appendTx(b, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "b's events acknowledged", func() bool { return b.Confirmable() == broadcaster.MaxLSN })
+
+	// a begins a new term while b publishes: b's publishes are refused.
+	if err := a.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Append(ctx, testTx(6, 2, base))
+	waitUntil(t, "b fenced", func() bool {
+		select {
+		case <-b.Deposed():
+			return true
+		default:
+			return false
+		}
+	})
+	for i := 6; i <= 7; i++ {
+		if err := appendTx(a, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "a's new events acknowledged", func() bool { return a.Confirmable() == broadcaster.MaxLSN })
+	a.End()
+	if err := a.Append(ctx, testTx(8, 1, base)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("append after End: %v, want ErrNotLeader", err)
+	}
+
+	f := NewFollower(st, 1000, o)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
+	got, _, err := f.Since(broadcaster.Cursor{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
+		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
+	}
+	// From the stream too (older than a small cache).
+	small := NewFollower(st, 2, o)
+	if err := small.Prime(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err = small.streamSince(ctx, all[0].ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all[1:])) {
+		t.Fatalf("read from the stream: %v, want %v", ids(got), ids(all[1:]))
+	}
+}

@@ -2,6 +2,8 @@ package natslog
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +40,8 @@ type Writer struct {
 	log     *slog.Logger
 	observe func(time.Duration)
 
+	node string
+	// ctx, cancel and done belong to the running acker (one per term).
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -65,6 +69,15 @@ type Writer struct {
 	fatal      error
 	published  uint64
 	failures   uint64
+	// epoch names this writer's term: its messages' ids end with it, and
+	// a term Begin started opened with a marker carrying it. deposed is
+	// closed when another writer's message turns up after this term's.
+	epoch   string
+	term    bool
+	deposed chan struct{}
+	terms   uint64
+	// takeovers counts the terms that followed another node's.
+	takeovers uint64
 }
 
 // entry is one published event, or (msg nil) the end of a transaction.
@@ -85,56 +98,210 @@ type pubResult struct {
 	err error
 }
 
-var _ broadcaster.Log = (*Writer)(nil)
+var (
+	_ broadcaster.Log   = (*Writer)(nil)
+	_ broadcaster.Terms = (*Writer)(nil)
+)
 
 // NewWriter returns a Writer that goes on after the stream's last event.
+// A reader elected among several calls Begin before each term as leader
+// (and End after it); a sole writer may append at once.
 func NewWriter(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, o Options) (*Writer, error) {
 	o = o.withDefaults()
-	w := &Writer{js: js, stream: stream, prefix: o.SubjectPrefix, log: o.Logger, observe: o.ObservePublish, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	w := &Writer{js: js, stream: stream, prefix: o.SubjectPrefix, log: o.Logger, observe: o.ObservePublish, node: o.Name, wake: make(chan struct{}, 1)}
 	w.cond = sync.NewCond(&w.mu)
-	seq, head, err := streamHead(ctx, stream)
+	seq, head, lastID, err := streamHead(ctx, stream)
 	if err != nil {
 		return nil, err
 	}
-	w.lastSeq, w.ackedSeq, w.head = seq, seq, head
-	if !head.IsZero() {
-		w.lastID = head.String()
-	}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
-	go w.acker()
+	w.lastSeq, w.ackedSeq, w.head, w.lastID = seq, seq, head, lastID
+	w.epoch = newEpoch()
+	w.deposed = make(chan struct{})
+	w.startAcker()
 	return w, nil
 }
 
-// Close stops the writer; what is not acknowledged yet stays unconfirmed
-// (the source delivers it again to the next writer).
-func (w *Writer) Close() {
-	w.cancel()
-	<-w.done
+// startAcker starts the acknowledgement loop of a term; w.mu is not held.
+func (w *Writer) startAcker() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	w.mu.Lock()
+	w.ctx, w.cancel, w.done = ctx, cancel, done
+	w.mu.Unlock()
+	go w.acker(ctx, done)
+}
+
+// stopAcker stops the running acknowledgement loop and wakes whoever
+// waits in Append.
+func (w *Writer) stopAcker() {
+	w.mu.Lock()
+	cancel, done := w.cancel, w.done
+	w.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
 	w.mu.Lock()
 	w.cond.Broadcast()
 	w.mu.Unlock()
 }
 
-// streamHead returns the stream's last sequence and the cursor of its last
-// event (zero for an empty stream).
-func streamHead(ctx context.Context, s jetstream.Stream) (uint64, broadcaster.Cursor, error) {
+// newEpoch returns a random name for a writer's term.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ErrNotLeader is what Append returns between terms (after End, or
+// before Begin when the last term ended).
+var ErrNotLeader = errors.New("natslog: this reader is not the leader")
+
+// Begin starts a term as the stream's only writer: it drops what the last
+// term left unacknowledged, reads where the stream ends, and publishes a
+// marker that must follow the stream's last message exactly. Once the
+// marker is in, every publish of an earlier writer (which expects the
+// stream to end with its own message) is refused: they are fenced. Appends
+// go on after the stream's last event. Begin retries until it succeeds or
+// ctx ends.
+func (w *Writer) Begin(ctx context.Context) error {
+	w.stopAcker()
+	w.mu.Lock()
+	w.queue, w.fatal, w.recovering, w.confirmed = nil, nil, false, 0
+	w.epoch = newEpoch()
+	w.term = true
+	w.deposed = make(chan struct{})
+	epoch := w.epoch
+	w.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second)):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		seq, head, _, err := streamHead(pctx, w.stream)
+		from := ""
+		if err == nil {
+			// Whose term this one follows (for the takeover count).
+			var prev *jetstream.RawStreamMsg
+			prev, err = w.stream.GetLastMsgForSubject(pctx, w.prefix+"."+leaderToken)
+			switch {
+			case err == nil:
+				from = prev.Header.Get(HeaderNode)
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				err = nil
+			}
+		}
+		if err == nil {
+			var ack *jetstream.PubAck
+			ack, err = w.js.PublishMsg(pctx, leaderMarker(w.prefix, head, epoch, w.node), jetstream.WithExpectLastSequence(seq))
+			if err == nil {
+				cancel()
+				w.mu.Lock()
+				w.lastSeq, w.ackedSeq, w.head, w.lastID = ack.Sequence, ack.Sequence, head, markerID(epoch)
+				w.terms++
+				if from != "" && from != w.node {
+					w.takeovers++
+				}
+				w.mu.Unlock()
+				w.startAcker()
+				w.log.Info("natslog: leading the stream", "streamSeq", ack.Sequence, "head", head, "epoch", epoch)
+				return nil
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.log.Warn("natslog: cannot take the stream over yet; trying again", "err", err)
+	}
+}
+
+// End ends the term: what is not acknowledged stays unconfirmed (the next
+// leader delivers it again), and Append returns ErrNotLeader until the
+// next Begin.
+func (w *Writer) End() {
+	w.stopAcker()
+	w.mu.Lock()
+	w.queue = nil
+	if w.fatal == nil {
+		w.fatal = ErrNotLeader
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// Deposed is closed once this term's writer finds another writer's
+// message in the stream after its own: it was fenced and must step down.
+func (w *Writer) Deposed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.deposed
+}
+
+// Terms counts the terms Begin started.
+func (w *Writer) Terms() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.terms
+}
+
+// Takeovers counts the terms Begin started after another node's term.
+func (w *Writer) Takeovers() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.takeovers
+}
+
+// Close stops the writer; what is not acknowledged yet stays unconfirmed
+// (the source delivers it again to the next writer).
+func (w *Writer) Close() {
+	w.stopAcker()
+	w.mu.Lock()
+	if w.fatal == nil {
+		w.fatal = errors.New("natslog: writer closed")
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// fence records, with w.mu held, that another writer took the stream.
+func (w *Writer) fence(err error) {
+	w.fatal = err
+	w.recovering = false
+	select {
+	case <-w.deposed:
+	default:
+		close(w.deposed)
+	}
+	w.cond.Broadcast()
+}
+
+// streamHead returns the stream's last sequence, the cursor of its last
+// message (a marker carries the cursor of the event before it) and that
+// message's id; zeros for an empty stream.
+func streamHead(ctx context.Context, s jetstream.Stream) (uint64, broadcaster.Cursor, string, error) {
 	info, err := s.Info(ctx)
 	if err != nil {
-		return 0, broadcaster.Cursor{}, fmt.Errorf("natslog: stream info: %w", err)
+		return 0, broadcaster.Cursor{}, "", fmt.Errorf("natslog: stream info: %w", err)
 	}
 	last := info.State.LastSeq
 	if last == 0 || info.State.Msgs == 0 {
-		return last, broadcaster.Cursor{}, nil
+		return last, broadcaster.Cursor{}, "", nil
 	}
 	msg, err := s.GetMsg(ctx, last)
 	if err != nil {
-		return 0, broadcaster.Cursor{}, fmt.Errorf("natslog: read the stream's last message (%d): %w", last, err)
+		return 0, broadcaster.Cursor{}, "", fmt.Errorf("natslog: read the stream's last message (%d): %w", last, err)
 	}
 	c, err := cursorOf(msg.Header)
 	if err != nil {
-		return 0, broadcaster.Cursor{}, err
+		return 0, broadcaster.Cursor{}, "", err
 	}
-	return last, c, nil
+	return last, c, msg.Header.Get(nats.MsgIdHdr), nil
 }
 
 // Head implements broadcaster.Log: the newest event appended.
@@ -206,6 +373,10 @@ func (w *Writer) Append(ctx context.Context, b broadcaster.Batch) error {
 		if err != nil {
 			return err
 		}
+		// The id names the term too: a message another term published
+		// for the same event is not taken for this one's.
+		msg.Header.Set(nats.MsgIdHdr, ev.ID.String()+"."+w.epoch)
+		msg.Header.Set(HeaderWriter, w.epoch)
 		e := &entry{id: ev.ID, msg: msg}
 		w.publish(e)
 		w.queue = append(w.queue, e)
@@ -264,33 +435,41 @@ func (w *Writer) publish(e *entry) {
 	}
 	e.fut, e.sent = fut, time.Now()
 	w.lastSeq++
-	w.lastID = e.id.String()
+	w.lastID = e.msg.Header.Get(nats.MsgIdHdr)
 	w.published++
 }
 
 // acker takes the acknowledgements in order, confirms the transactions
-// they complete, and recovers from a failed publish.
-func (w *Writer) acker() {
-	defer close(w.done)
+// they complete, and recovers from a failed publish. While idle in a term
+// Begin started, it looks every second for another writer's marker.
+func (w *Writer) acker(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(watchInterval)
+	defer tick.Stop()
 	for {
 		w.mu.Lock()
 		for len(w.queue) == 0 {
+			term := w.term && w.fatal == nil
 			w.mu.Unlock()
 			select {
 			case <-w.wake:
-			case <-w.ctx.Done():
+			case <-tick.C:
+				if term {
+					w.checkMarker(ctx)
+				}
+			case <-ctx.Done():
 				return
 			}
 			w.mu.Lock()
 		}
 		e := w.queue[0]
 		w.mu.Unlock()
-		ack, err := w.await(e)
-		if w.ctx.Err() != nil {
+		ack, err := w.await(ctx, e)
+		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			w.recover(err)
+			w.recover(ctx, err)
 			continue
 		}
 		if ack != nil && w.observe != nil {
@@ -310,12 +489,29 @@ func (w *Writer) acker() {
 	}
 }
 
+// checkMarker fences the writer when the newest leader marker in the
+// stream is not its own term's: another reader took over.
+func (w *Writer) checkMarker(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	msg, err := w.stream.GetLastMsgForSubject(cctx, w.prefix+"."+leaderToken)
+	if err != nil {
+		return // none, or unreachable: the next publish finds out
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if other := msg.Header.Get(HeaderWriter); other != w.epoch && w.fatal == nil {
+		w.log.Warn("natslog: another reader took the stream over", "leader", msg.Header.Get(HeaderNode), "epoch", other)
+		w.fence(fmt.Errorf("natslog: another reader (%s) took the stream over: %w", msg.Header.Get(HeaderNode), broadcaster.ErrFenced))
+	}
+}
+
 // await returns e's publish result, waiting at most publishTimeout.
-func (w *Writer) await(e *entry) (*jetstream.PubAck, error) {
-	ctx, cancel := context.WithTimeout(w.ctx, publishTimeout)
+func (w *Writer) await(term context.Context, e *entry) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(term, publishTimeout)
 	defer cancel()
 	ack, err := w.awaitCtx(ctx, e)
-	if err != nil && w.ctx.Err() == nil && ctx.Err() != nil {
+	if err != nil && term.Err() == nil && ctx.Err() != nil {
 		return nil, errors.New("no acknowledgement in time")
 	}
 	return ack, err
@@ -353,9 +549,9 @@ func (w *Writer) awaitCtx(ctx context.Context, e *entry) (*jetstream.PubAck, err
 // order, and returns how many there are; -1 when one is not (another
 // writer appended: this one is fenced), or when the stream holds less than
 // it acknowledged (it was purged or re-created).
-func (w *Writer) ours(seq uint64, last broadcaster.Cursor) (int, error) {
+func (w *Writer) ours(term context.Context, seq uint64, last broadcaster.Cursor) (int, error) {
 	w.mu.Lock()
-	acked := w.ackedSeq
+	acked, epoch := w.ackedSeq, w.epoch
 	var next []broadcaster.Cursor
 	for _, e := range w.queue {
 		if e.msg != nil {
@@ -368,14 +564,14 @@ func (w *Writer) ours(seq uint64, last broadcaster.Cursor) (int, error) {
 	}
 	n := int(seq - acked)
 	for i := 0; i < n; i++ {
-		ctx, cancel := context.WithTimeout(w.ctx, publishTimeout)
+		ctx, cancel := context.WithTimeout(term, publishTimeout)
 		msg, err := w.stream.GetMsg(ctx, acked+uint64(i)+1)
 		cancel()
 		if err != nil {
 			return 0, err
 		}
 		c, err := cursorOf(msg.Header)
-		if err != nil || c != next[i] {
+		if err != nil || c != next[i] || msg.Header.Get(HeaderWriter) != epoch {
 			return -1, nil
 		}
 	}
@@ -390,7 +586,7 @@ func (w *Writer) ours(seq uint64, last broadcaster.Cursor) (int, error) {
 // publishes the rest again, until that works. When the stream ends at an
 // event this writer never appended, another writer took over: the writer
 // is fenced, and Append returns broadcaster.ErrFenced from then on.
-func (w *Writer) recover(cause error) {
+func (w *Writer) recover(term context.Context, cause error) {
 	w.mu.Lock()
 	w.recovering = true
 	w.failures++
@@ -400,23 +596,23 @@ func (w *Writer) recover(cause error) {
 	// Let what is in flight resolve, for a while: a straggler that lands
 	// after the stream was read again is refused anyway (it expects the
 	// stream to end where it no longer does).
-	settle, cancel := context.WithTimeout(w.ctx, publishTimeout)
+	settle, cancel := context.WithTimeout(term, publishTimeout)
 	for _, e := range pending {
 		if e.fut != nil && settle.Err() == nil {
 			_, _ = w.awaitCtx(settle, e)
 		}
 	}
 	cancel()
-	for attempt := 0; w.ctx.Err() == nil; attempt++ {
+	for attempt := 0; term.Err() == nil; attempt++ {
 		if attempt > 0 {
 			select {
 			case <-time.After(min(time.Duration(attempt)*250*time.Millisecond, 5*time.Second)):
-			case <-w.ctx.Done():
+			case <-term.Done():
 				return
 			}
 		}
-		ctx, cancel := context.WithTimeout(w.ctx, publishTimeout)
-		seq, last, err := streamHead(ctx, w.stream)
+		ctx, cancel := context.WithTimeout(term, publishTimeout)
+		seq, last, lastID, err := streamHead(ctx, w.stream)
 		cancel()
 		if err != nil {
 			w.log.Warn("natslog: cannot read the stream's end; trying again", "err", err)
@@ -432,17 +628,16 @@ func (w *Writer) recover(cause error) {
 			w.ackedSeq = seq
 		}
 		w.mu.Unlock()
-		stored, err := w.ours(seq, last)
+		stored, err := w.ours(term, seq, last)
 		if err != nil {
 			w.log.Warn("natslog: cannot read the stream's end; trying again", "err", err)
 			continue
 		}
 		w.mu.Lock()
 		if stored < 0 {
-			w.fatal = fmt.Errorf("natslog: the stream (now at sequence %d, %s) was appended to by another writer: %w", seq, last, broadcaster.ErrFenced)
-			w.recovering = false
-			w.cond.Broadcast()
+			w.fence(fmt.Errorf("natslog: the stream (now at sequence %d, %s) was appended to by another writer: %w", seq, last, broadcaster.ErrFenced))
 			w.mu.Unlock()
+			w.log.Warn("natslog: another writer appended to the stream; this one is fenced", "streamSeq", seq, "streamLast", last)
 			return
 		}
 		// What the stream holds is done; the rest is published again.
@@ -455,10 +650,7 @@ func (w *Writer) recover(cause error) {
 			w.queue = w.queue[1:]
 		}
 		w.ackedSeq = seq
-		w.lastID = ""
-		if !last.IsZero() {
-			w.lastID = last.String()
-		}
+		w.lastID = lastID
 		w.lastSeq = seq
 		for _, e := range w.queue {
 			if e.msg != nil {

@@ -93,8 +93,10 @@ func natsOptions(cfg *config.Config, log *slog.Logger, name string) natslog.Opti
 // openNATSLog connects to the stream: a writer for the reader role, a
 // follower with its cache for the gateway role. observePublish is told the
 // writer's publish-to-ack latencies.
-func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, reader, gateway bool, observePublish func(time.Duration)) (*eventLog, error) {
-	o := natsOptions(cfg, log, "cdc-broadcaster "+version)
+func openNATSLog(ctx context.Context, cfg *config.Config, log *slog.Logger, node string, reader, gateway bool, observePublish func(time.Duration)) (*eventLog, error) {
+	// The connection's name (NATS's monitoring shows it) and the node a
+	// leader marker names.
+	o := natsOptions(cfg, log, node)
 	o.ObservePublish = observePublish
 	nc, js, err := natslog.Connect(ctx, o)
 	if err != nil {

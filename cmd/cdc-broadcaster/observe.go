@@ -92,8 +92,9 @@ func nodeID(listen string) string {
 }
 
 // readerState is the reader's state (leader, standby, off) and since when.
-// Until reader election (issue 12's failover), a node with the reader
-// role is the leader while its replication stream is connected.
+// A node with the reader role is the leader while its replication stream
+// is connected (with log.backend nats: while it holds the reader lock and
+// streams), a standby otherwise.
 type readerState struct {
 	mu    sync.Mutex
 	state string
@@ -118,6 +119,7 @@ func readerOf(stream *cdc.Stream) string {
 	case stream.Status().Connected:
 		return metrics.ReaderLeader
 	}
+	// Waiting for the reader lock, or for the database.
 	return metrics.ReaderStandby
 }
 
@@ -135,7 +137,11 @@ func (o *observer) start(role string, stream *cdc.Stream, gateway *ws.Server, ru
 	src := metrics.Sources{
 		Node: func() metrics.NodeStatus {
 			state, since := o.reader.set(readerOf(stream), time.Now())
-			return metrics.NodeStatus{ID: o.node, Role: role, Reader: state, ReaderSince: since}
+			var takeovers uint64
+			if l.writer != nil {
+				takeovers = l.writer.Takeovers()
+			}
+			return metrics.NodeStatus{ID: o.node, Role: role, Reader: state, ReaderSince: since, Failovers: takeovers}
 		},
 		ACL: func() metrics.ACLStats {
 			s := rules.Stats()
@@ -226,6 +232,7 @@ func (o *observer) close() {
 
 func streamStatus(s cdc.Status) metrics.StreamStatus {
 	return metrics.StreamStatus{
+		Standby:      s.Standby,
 		Connected:    s.Connected,
 		CaughtUp:     s.CaughtUp,
 		Slot:         s.Slot,

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/treasure-home/cdc-broadcaster/config"
 	"github.com/treasure-home/cdc-broadcaster/demo"
 	"github.com/treasure-home/cdc-broadcaster/mapping"
+	"github.com/treasure-home/cdc-broadcaster/natslog"
 	"github.com/treasure-home/cdc-broadcaster/ws"
 )
 
@@ -100,12 +102,13 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	// leave no slot behind either.
 	openNATS := func() (err error) {
 		if cfg.Log.Backend == config.BackendNATS {
-			evlog, err = openNATSLog(ctx, cfg, log, isReader, isGateway, obs.metrics.ObservePublish)
+			evlog, err = openNATSLog(ctx, cfg, log, obs.node, isReader, isGateway, obs.metrics.ObservePublish)
 		}
 		return err
 	}
 	if isReader {
-		if mapper, resumeAt, err = c.prepare(ctx, cfg, pf, sink, log, openNATS); err != nil {
+		streamHasEvents := func() bool { return evlog != nil && evlog.writer != nil && !evlog.writer.Head().IsZero() }
+		if mapper, resumeAt, err = c.prepare(ctx, cfg, pf, sink, log, openNATS, streamHasEvents); err != nil {
 			return err
 		}
 	} else if err := pf.err(); err != nil {
@@ -141,13 +144,23 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 			Heartbeat:      cfg.Source.Heartbeat,
 			StatusInterval: cfg.Source.StatusInterval,
 			Bound:          evlog.bound,
+			// On the stream, readers are elected: one leads, the
+			// others stand by (docs/cluster.md).
+			Elect:           evlog.writer != nil,
+			Terms:           termsOf(evlog.writer),
+			FailoverTimeout: cfg.Source.FailoverTimeout,
 			OnGap: func(at broadcaster.LSN) {
 				floor := broadcaster.Cursor{LSN: at - 1}
 				if evlog.memory == nil {
 					// The stream carries the gap to every gateway, in
 					// order: each raises its floor there and tells its
-					// clients to reset.
-					if head := evlog.sink.Head(); !head.Before(floor) {
+					// clients to reset. An empty stream has no cursor
+					// to end.
+					head := evlog.sink.Head()
+					if head.IsZero() {
+						return
+					}
+					if !head.Before(floor) {
 						floor = broadcaster.Cursor{LSN: head.LSN, Pos: head.Pos + 1}
 					}
 					gap := broadcaster.Batch{Events: []broadcaster.Event{{ID: floor, Gap: true, Timestamp: time.Now()}}}
@@ -178,7 +191,7 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 			}
 			return true, ""
 		}
-		if !stream.Status().Connected {
+		if st := stream.Status(); !st.Connected && !st.Standby {
 			return false, "replication stream not connected"
 		}
 		return true, ""
@@ -305,6 +318,18 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
+// slotFreeWait is how long serve with the memory log waits for a slot
+// another process streams to be let go before it refuses to start.
+const slotFreeWait = 3 * time.Second
+
+// termsOf is the writer as the stream's terms (nil without a writer).
+func termsOf(w *natslog.Writer) broadcaster.Terms {
+	if w == nil {
+		return nil
+	}
+	return w
+}
+
 // healthHandler serves GET /healthz and GET /readyz for a node without a
 // gateway (serve --role reader).
 func healthHandler(ready func() (bool, string)) http.Handler {
@@ -330,9 +355,10 @@ func healthHandler(ready func() (bool, string)) http.Handler {
 // prepare compiles the mapping against the live schema and runs the
 // preflight checks that need the database; only when all of them pass, and
 // beforeSetup (which connects to NATS) succeeded, does it make sure the
-// publication and slot exist (creating them when source.create allows). It
-// returns the position the slot resumes from.
-func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *preflight, sink broadcaster.Sink, log *slog.Logger, beforeSetup func() error) (*mapping.Mapper, broadcaster.LSN, error) {
+// publication and slot exist (creating them when source.create allows;
+// with a stream that has events already, a missing slot is left to the
+// leader). It returns the position the slot resumes from.
+func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *preflight, sink broadcaster.Sink, log *slog.Logger, beforeSetup func() error, streamHasEvents func() bool) (*mapping.Mapper, broadcaster.LSN, error) {
 	conn, err := connect(ctx, cfg.Source.DatabaseURL)
 	if err != nil {
 		if pf.err() != nil {
@@ -362,6 +388,17 @@ func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *pref
 	if err != nil {
 		return nil, 0, err
 	}
+	elected := cfg.Log.Backend == config.BackendNATS
+	leaveSlot := elected && cfg.Source.Create && streamHasEvents()
+	if leaveSlot {
+		// A stream with events and no slot: the slot was dropped (or the
+		// database failed over without it). The leader creates it when
+		// its term begins and tells the gateways, in order, that what
+		// came before is lost.
+		plan.Statements = slices.DeleteFunc(plan.Statements, func(st string) bool {
+			return strings.Contains(st, "pg_create_logical_replication_slot")
+		})
+	}
 	if len(plan.Statements) > 0 {
 		if !cfg.Source.Create {
 			return nil, 0, fmt.Errorf("the database is not ready (source.create is false); run `cdc-broadcaster setup`, which would run:\n  %s", strings.Join(plan.Statements, ";\n  "))
@@ -377,8 +414,27 @@ func (c *ServeCommand) prepare(ctx context.Context, cfg *config.Config, pf *pref
 	if err != nil {
 		return nil, 0, err
 	}
+	if slot == nil && leaveSlot {
+		return mapper, 0, nil
+	}
 	if slot == nil {
 		return nil, 0, fmt.Errorf("replication slot %q is missing", cfg.Source.Slot)
+	}
+	if !elected && slot.Active {
+		// Another process streams the slot. One that just stopped may
+		// not have let go yet: wait a little before refusing.
+		for deadline := time.Now().Add(slotFreeWait); slot != nil && slot.Active && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			if slot, err = cdc.LookupSlot(ctx, conn, cfg.Source.Slot); err != nil {
+				return nil, 0, err
+			}
+		}
+		if slot != nil && slot.Active {
+			return nil, 0, fmt.Errorf("replication slot %q is being read by another process (PostgreSQL backend pid %d): with log.backend: memory one serve reads a slot; stop the other one, give this one a slot of its own (source.slot), or run several nodes on a NATS stream (log.backend: nats, docs/cluster.md)", cfg.Source.Slot, slot.ActivePID)
+		}
+		if slot == nil {
+			return nil, 0, fmt.Errorf("replication slot %q is missing", cfg.Source.Slot)
+		}
 	}
 	if slot.WALStatus == "lost" {
 		return nil, 0, fmt.Errorf("replication slot %q is invalidated (wal_status lost: the WAL it needed was removed, see max_slot_wal_keep_size); drop it with SELECT pg_drop_replication_slot('%s') and start again: clients will be told to reset", cfg.Source.Slot, cfg.Source.Slot)
