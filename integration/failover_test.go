@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -196,8 +197,37 @@ func (r *failoverRig) start(t *testing.T, i int, want string) {
 	n := r.nodes[i]
 	n.proc = Start(t, nil, "serve", "--config", n.cfg, "--role", n.role)
 	n.proc.WaitStderr(t, `"msg":"serving"`, readyTimeout)
-	waitReadyz(t, n)
+	r.waitReady(t, n)
 	n.proc.WaitStderr(t, want, readyTimeout)
+}
+
+// waitReady polls node n's /readyz until 200, failing the test at once if
+// its process exits meanwhile.
+func (r *failoverRig) waitReady(t *testing.T, n *clusterNode) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last string
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-n.proc.done:
+			t.Fatalf("%s exited (code %d) before it was ready; stderr:\n%s", n.name, n.proc.exitCodeNow(), n.proc.stderrTail())
+		default:
+		}
+		resp, err := client.Get("http://" + n.addr + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, body)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not ready within %v (%s)%s", n.name, readyTimeout, last, r.tails())
+		}
+	}
 }
 
 // startWriting starts the writer (a row every 5 ms, retrying through
