@@ -6,7 +6,7 @@ import type {
   CursorStorage,
   EventEnvelope,
   EventHandler,
-  EventTypes,
+  EventShape,
   RealtimeOptions,
   Row,
   ServerMessage,
@@ -68,7 +68,7 @@ function call(fn: () => void): void {
  * and drops events a subscription has already had. `E` (the generated
  * `Events`) types `sub.on(eventType, ...)`; `C` the channel names.
  */
-export class RealtimeClient<E extends EventTypes = UntypedEvents, C extends string = string> {
+export class RealtimeClient<E extends EventShape<E> = UntypedEvents, C extends string = string> {
   readonly #opts: RealtimeOptions;
   readonly #url: string;
   readonly #syncUrl: string;
@@ -519,7 +519,7 @@ export class RealtimeClient<E extends EventTypes = UntypedEvents, C extends stri
 }
 
 /** Creates a client and starts connecting. */
-export function createRealtime<E extends EventTypes = UntypedEvents, C extends string = string>(
+export function createRealtime<E extends EventShape<E> = UntypedEvents, C extends string = string>(
   options: RealtimeOptions,
 ): RealtimeClient<E, C> {
   return new RealtimeClient<E, C>(options);
@@ -533,7 +533,7 @@ let shared: RealtimeClient<any, any> | undefined;
  * process (SSR) it would be shared by every request: create one per user
  * there instead, or none.
  */
-export function getRealtime<E extends EventTypes = UntypedEvents, C extends string = string>(
+export function getRealtime<E extends EventShape<E> = UntypedEvents, C extends string = string>(
   options?: RealtimeOptions,
 ): RealtimeClient<E, C> {
   if (!shared || shared.closed) shared = createRealtime(need(options, 'options: call getRealtime(options) first'));

@@ -52,6 +52,13 @@ export type EventHandler<T = Row> = (event: RealtimeEvent<T>, channels: string[]
  */
 export type EventTypes = Record<string, { operation?: Operation; data: object }>;
 
+/**
+ * The constraint on a client's `E`: every key an entry of EventTypes. An
+ * `interface Events` (which has no index signature, so is no
+ * `EventTypes`) meets it as well as a type alias does.
+ */
+export type EventShape<E> = { [K in keyof E]: EventTypes[string] };
+
 /** The default when no generated `Events` is given: any type, any row. */
 export type UntypedEvents = Record<string, { operation: Operation; data: Row }>;
 
@@ -61,7 +68,7 @@ type OpsOf<V> = V extends { operation?: infer O } ? ([Exclude<O, undefined>] ext
  * The event of type K of E: `data` typed by E[K]; a TRUNCATE (only when
  * E[K] lists it) carries no `data`.
  */
-export type EventOf<E extends EventTypes, K extends keyof E & string> =
+export type EventOf<E extends EventShape<E>, K extends keyof E & string> =
   | (Omit<RowEvent<E[K]['data']>, 'eventType' | 'operation'> & {
       eventType: K;
       operation: Exclude<OpsOf<E[K]>, 'TRUNCATE'>;
@@ -115,7 +122,7 @@ export type SubscriptionStatus = 'pending' | 'subscribed' | 'reset' | 'refused' 
  * What `subscribe` returns. Calling it (or `unsubscribe()`) stops it, as
  * the function `subscribe` returned before.
  */
-export interface Subscription<E extends EventTypes = UntypedEvents, C extends string = string> {
+export interface Subscription<E extends EventShape<E> = UntypedEvents, C extends string = string> {
   (): void;
   /** Stops the subscription; twice is harmless. */
   unsubscribe(): void;
