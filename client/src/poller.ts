@@ -57,7 +57,8 @@ export async function getSync(
 /**
  * Poller long-polls `/sync` (the fallback while the WebSocket is down): one
  * request at a time, from the host's cursor, for the host's channels, with
- * the token as a Bearer header. Failed requests are retried with backoff.
+ * the token as a Bearer header; the first at once, the next ones waiting
+ * for an event. Failed requests are retried with backoff.
  */
 export class Poller {
   private gen = 0;
@@ -91,6 +92,10 @@ export class Poller {
   private async loop(gen: number): Promise<void> {
     const errors = new Backoff(this.backoff);
     let rejected = false;
+    // Only after an answer does a poll wait on the server: the first one
+    // (and the first after a failure) answers at once, telling the client
+    // that the server is reachable.
+    let wait: string | undefined;
     while (gen === this.gen) {
       const channels = this.host.channels();
       if (channels.length === 0) return;
@@ -102,10 +107,11 @@ export class Poller {
         const { status, body } = await getSync(this.fetchFn, this.url, token, {
           channels: channels.join(','),
           since: this.host.since(),
-          wait: pollWait,
+          wait,
         }, abort.signal);
         if (gen !== this.gen || !this.host.polled(status)) return;
         rejected = status === 401;
+        wait = status === 200 ? pollWait : undefined;
         ok = true;
         if (status === 200) this.host.deliver(body.events ?? [], body.cursor);
         else if (status === 410) this.host.reset(channels);
