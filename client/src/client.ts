@@ -189,7 +189,8 @@ export class RealtimeClient<E extends EventShape<E> = UntypedEvents, C extends s
           f() || g.w.push(f);
         }),
     });
-    this.#groups.add(g);
+    if (this.#closedByApp) g.status = 'closed';
+    else this.#groups.add(g);
     if (this.#live && g.channels.length) {
       // A channel this connection has already gets no replay: resubscribe
       // it from the earlier cursor (the others drop what they had).
@@ -379,11 +380,7 @@ export class RealtimeClient<E extends EventShape<E> = UntypedEvents, C extends s
   #ended(ws: WebSocket | undefined, code: number, reason = ''): void {
     if (this.#ws !== ws) return;
     this.#ws = undefined;
-    try {
-      ws?.close();
-    } catch {
-      // already closed
-    }
+    ws?.close(); // never throws without a code; ends a socket that only fired error
     this.#last = { code, reason };
     this.#lost();
     if (!this.#live) this.#failures++;
@@ -458,7 +455,16 @@ export class RealtimeClient<E extends EventShape<E> = UntypedEvents, C extends s
         break;
       case 'error':
         if (msg.channel) this.#revoke(msg.channel, msg.code, true);
-        else this.#err(msg.code, msg.message);
+        else {
+          // A subscribe refused whole (too_many_subscriptions, a bad since):
+          // what it was sent for and has no answer yet is refused.
+          for (const g of this.#reqs.get(msg.id!) ?? []) {
+            if (g.status !== 'pending') continue;
+            this.#groups.delete(g);
+            this.#status(g, 'refused', msg.code);
+          }
+          this.#err(msg.code, msg.message);
+        }
         break;
       case 'token_expiring':
         void this.#refresh();

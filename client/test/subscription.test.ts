@@ -84,6 +84,30 @@ describe('subscription status', () => {
     client.close();
   });
 
+  it('a subscribe refused whole (an error naming no channel) refuses what waited for it, and goes to onError', async () => {
+    const onError = vi.fn();
+    const { client } = setup({ onError });
+    await goLive(lastWS());
+    const sub = client.subscribe(['a', 'b'], () => {}, { since: 'not-a-cursor' });
+    const [s] = lastWS().frames('subscribe');
+    lastWS().msg({ id: s.id, type: 'error', code: 'bad_request', message: 'since: not a cursor' });
+    lastWS().msg({ id: s.id + 1, type: 'pong', cursor: 'H1' });
+    expect(sub.status).toBe('refused');
+    expect(sub.code).toBe('bad_request');
+    expect(onError).toHaveBeenCalledWith({ code: 'bad_request', message: 'since: not a cursor' });
+    lastWS().drop(1006);
+    await flush(300);
+    await goLive(lastWS());
+    expect(lastWS().frames('subscribe')).toEqual([]); // dropped: not sent again
+    client.close();
+  });
+
+  it('a subscription made on a closed client is closed', () => {
+    const { client } = setup();
+    client.close();
+    expect(client.subscribe(['a'], () => {}).status).toBe('closed');
+  });
+
   it('revoked when access to its last channel is lost', async () => {
     const { client } = setup();
     const sub = client.subscribe(['class:42'], () => {});
