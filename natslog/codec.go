@@ -12,7 +12,8 @@ import (
 )
 
 // Headers of a stream message besides JetStream's own Nats-Msg-Id (the
-// event id: the stream drops a message it has already stored).
+// event id, and a Writer's term after a dot: the stream drops a message
+// it has already stored).
 const (
 	// HeaderCursor holds the event's cursor, so that a reader can find a
 	// cursor's place in the stream from headers alone.
