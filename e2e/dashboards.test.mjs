@@ -196,6 +196,9 @@ scenario('broadcaster killed and restarted: the open page catches up, no duplica
   await server.kill();
   await teacher.page.locator('[data-testid="connection-state"]:not([data-state="live"])').waitFor();
   const stateWhileDown = await teacher.badge.getAttribute('data-state');
+  // Down means offline (the WebSocket and /sync both fail), not a calm
+  // "polling" badge.
+  await teacher.waitState('offline', 20_000);
 
   // Writes while nothing streams: they wait in the replication slot.
   await submitSitting(seen);

@@ -29,9 +29,9 @@ const defaultChromium = "/usr/bin/chromium"
 // runner, playwright-core driving Debian's Chromium) against the /demo/
 // dashboards of a real `serve` and this package's PostgreSQL. It makes a
 // database with the example school and a config with server.demo on, then
-// runs `node --test --test-reporter=spec` on e2e/*.test.mjs, which start,
-// kill and restart `serve` themselves, write to the database and check
-// what the pages show. Screenshots go to e2e/screenshots/.
+// runs `node --test --test-reporter=spec` on e2e/*.test.mjs (one file at a
+// time), which start, kill and restart `serve` themselves, write to the
+// database and check what the pages show. Screenshots go to e2e/screenshots/.
 //
 // It fails, not skips, when Chromium, node or e2e/node_modules is missing:
 // `make test` (scripts/test-deps.sh) installs them. CHROMIUM overrides the
@@ -89,7 +89,11 @@ func TestBrowser(t *testing.T) {
 		"limits.max_connections_per_user":          100,
 	})
 
-	args := []string{"--test", "--test-reporter=spec"}
+	// --experimental-websocket: e2e/adapter.test.mjs runs the adapter on
+	// Node's own WebSocket (a flag on Node 20, the default from Node 22,
+	// which still accepts it). One test file at a time: each starts and
+	// kills its own serve on the config's port.
+	args := []string{"--experimental-websocket", "--test", "--test-concurrency=1", "--test-reporter=spec"}
 	if p := os.Getenv("E2E_TEST_NAME_PATTERN"); p != "" {
 		args = append(args, "--test-name-pattern="+p)
 	}

@@ -208,9 +208,10 @@ type rsClient struct {
 	token   string
 	channel string
 
-	mu       sync.Mutex // guards the fields below
-	raw      []rsEvent  // every event in the order received, duplicates too
-	uniq     []rsEvent  // the first receipt of each eventId, in order
+	mu       sync.Mutex  // guards the fields below
+	raw      []rsEvent   // every event in the order received, duplicates too
+	uniq     []rsEvent   // the first receipt of each eventId, in order
+	uniqAt   []time.Time // when each of uniq was received
 	seen     map[string]bool
 	dups     int
 	last     string // cursor of the last event processed
@@ -249,6 +250,7 @@ func (c *rsClient) take(m gwMsg) {
 		}
 		c.seen[ev.ID] = true
 		c.uniq = append(c.uniq, ev)
+		c.uniqAt = append(c.uniqAt, time.Now())
 		c.last = m.Event.Cursor
 		c.maxRow = max(c.maxRow, ev.Row)
 	case "reset":
@@ -356,6 +358,19 @@ func (c *rsClient) state() rsState {
 		sessions: c.sessions, ahead: c.ahead, starts: slices.Clone(c.starts), heads: slices.Clone(c.heads),
 		resets: slices.Clone(c.resets), odd: slices.Clone(c.odd), drops: slices.Clone(c.drops),
 	}
+}
+
+// firstAfter returns when the client first received an event whose id
+// sorts after id (ids are cursors, in commit order), if it has.
+func (c *rsClient) firstAfter(id string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, ev := range c.uniq {
+		if ev.ID > id {
+			return c.uniqAt[i], true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (c *rsClient) sessionCount() int {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,9 +14,10 @@ import (
 // tcpProxy forwards TCP connections from a listener on 127.0.0.1 to a
 // target address, so that a test can break the network between
 // cdc-broadcaster and PostgreSQL: Cut drops every connection that goes
-// through it (both ends, at once, as a failed link would), and Refuse
-// turns new connections away for a while (accepted and reset at once, as
-// a host that is down behind a load balancer would).
+// through it (both ends, at once, as a failed link would), Refuse turns
+// new connections away for a while (accepted and reset at once, as a host
+// that is down behind a load balancer would), and BlackHole silences every
+// connection until Heal (a partition: nobody is told anything).
 type tcpProxy struct {
 	ln     net.Listener
 	target string
@@ -27,6 +29,7 @@ type tcpProxy struct {
 	mu          sync.Mutex // guards the fields below
 	conns       map[*proxyPair]struct{}
 	refuseUntil time.Time
+	hole        chan struct{} // non-nil while black-holed; Heal closes it
 	closed      bool
 
 	wg sync.WaitGroup // the accept loop and every pair's copiers
@@ -37,6 +40,7 @@ type tcpProxy struct {
 type proxyPair struct {
 	client, server net.Conn
 	once           sync.Once
+	closed         chan struct{} // closed by close
 }
 
 // close drops both ends; a reset on the client's end, like a broken link.
@@ -47,6 +51,7 @@ func (p *proxyPair) close() {
 		}
 		_ = p.client.Close()
 		_ = p.server.Close()
+		close(p.closed)
 	})
 }
 
@@ -108,7 +113,7 @@ func (p *tcpProxy) forward(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	pair := &proxyPair{client: c, server: s}
+	pair := &proxyPair{client: c, server: s, closed: make(chan struct{})}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -121,7 +126,7 @@ func (p *tcpProxy) forward(c net.Conn) {
 
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		p.copy(pair, dst, src)
 		done <- struct{}{}
 	}
 	go cp(s, c)
@@ -132,6 +137,70 @@ func (p *tcpProxy) forward(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, pair)
 	p.mu.Unlock()
+}
+
+// copy carries src's bytes, and then its end, to dst until either fails
+// or the pair is closed. What it read while the proxy is black-holed, the
+// end of src included, it holds until Heal.
+func (p *tcpProxy) copy(pair *proxyPair, dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := src.Read(buf)
+		if !p.passable(pair) {
+			return
+		}
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}
+
+// passable waits while the proxy is black-holed; false if the pair was
+// closed meanwhile.
+func (p *tcpProxy) passable(pair *proxyPair) bool {
+	p.mu.Lock()
+	hole := p.hole
+	p.mu.Unlock()
+	if hole == nil {
+		return true
+	}
+	select {
+	case <-hole:
+		return true
+	case <-pair.closed:
+		return false
+	}
+}
+
+// BlackHole stops carrying bytes, both ways, on every connection through
+// the proxy, open or new, without closing any: what a network partition
+// does to TCP. The peers see silence, and only their own timeouts end a
+// connection. The bytes are held, not dropped: TCP retransmits what a
+// partition loses, so a connection that outlives it carries them in order
+// after Heal (dropping them would corrupt the protocol on it, which no
+// network does).
+func (p *tcpProxy) BlackHole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hole == nil {
+		p.hole = make(chan struct{})
+	}
+}
+
+// Heal ends a BlackHole: what was held goes on, and so do the connections
+// whose peers did not give up meanwhile.
+func (p *tcpProxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hole != nil {
+		close(p.hole)
+		p.hole = nil
+	}
 }
 
 // Cut drops every connection currently open through the proxy and
@@ -256,5 +325,96 @@ func TestTCPProxy(t *testing.T) {
 	}
 	if p.refused.Load() != 1 || p.accepted.Load() != 2 {
 		t.Fatalf("refused %d, accepted %d; want 1 and 2", p.refused.Load(), p.accepted.Load())
+	}
+}
+
+// TestTCPProxyBlackHole checks BlackHole and Heal against a local echo
+// server: while black-holed nothing comes back and no connection closes,
+// on an open one or one made meanwhile; after Heal what was held arrives,
+// in order, and both go on working.
+func TestTCPProxyBlackHole(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	p := startTCPProxy(t, echo.Addr().String())
+	expect := func(c net.Conn, want string, within time.Duration) error {
+		_ = c.SetReadDeadline(time.Now().Add(within))
+		b := make([]byte, len(want))
+		if _, err := io.ReadFull(c, b); err != nil {
+			return err
+		}
+		if string(b) != want {
+			return errors.New("got " + string(b) + ", want " + want)
+		}
+		return nil
+	}
+	open, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if _, err := open.Write([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := expect(open, "before", 2*time.Second); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+
+	p.BlackHole()
+	late, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	for i, c := range []net.Conn{open, late} {
+		if _, err := c.Write([]byte("held" + strconv.Itoa(i))); err != nil {
+			t.Fatalf("write into the black hole: %v", err)
+		}
+	}
+	for i, c := range []net.Conn{open, late} {
+		var ne net.Error
+		if err := expect(c, "held"+strconv.Itoa(i), 300*time.Millisecond); !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("connection %d while black-holed: %v, want silence (a read timeout)", i, err)
+		}
+	}
+	if n := p.Open(); n != 2 {
+		t.Fatalf("%d connections open through the black hole, want 2", n)
+	}
+
+	p.Heal()
+	for i, c := range []net.Conn{open, late} {
+		if err := expect(c, "held"+strconv.Itoa(i), 2*time.Second); err != nil {
+			t.Fatalf("connection %d after Heal: %v, want what was held", i, err)
+		}
+		if _, err := c.Write([]byte("after")); err != nil {
+			t.Fatal(err)
+		}
+		if err := expect(c, "after", 2*time.Second); err != nil {
+			t.Fatalf("connection %d after Heal: %v", i, err)
+		}
+	}
+
+	// A black hole does not keep Close waiting.
+	p.BlackHole()
+	if _, err := open.Write([]byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung on a black-holed proxy")
 	}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // Headers of a stream message besides JetStream's own Nats-Msg-Id (the
-// event id: the stream drops a message it has already stored).
+// event id, and a Writer's term after a dot: the stream drops a message
+// it has already stored).
 const (
 	// HeaderCursor holds the event's cursor, so that a reader can find a
 	// cursor's place in the stream from headers alone.
@@ -33,7 +34,19 @@ const (
 	// publishes a marker there first (see Writer.Begin). It is not an
 	// event: gateways skip it.
 	leaderToken = "_leader"
+	// fenceToken: the messages a new leader publishes after its marker
+	// (see Writer.fence). Not events either.
+	fenceToken = "_fence"
 )
+
+// fenceMsg is one fence message of term epoch; like the marker it
+// carries the cursor of the last event before it.
+func fenceMsg(prefix string, head broadcaster.Cursor, epoch string) *nats.Msg {
+	msg := nats.NewMsg(prefix + "." + fenceToken)
+	msg.Header.Set(HeaderCursor, head.String())
+	msg.Header.Set(HeaderWriter, epoch)
+	return msg
+}
 
 // leaderMarker is the message that opens a writer's term: it carries the
 // cursor of the event before it (so that the stream's last message always
@@ -51,8 +64,10 @@ func leaderMarker(prefix string, head broadcaster.Cursor, epoch, node string) *n
 func markerID(epoch string) string { return "leader." + epoch }
 
 // isMarker reports whether a stream message's subject is a leader
-// marker's.
-func isMarker(prefix, subject string) bool { return subject == prefix+"."+leaderToken }
+// marker's or a fence message's: not an event.
+func isMarker(prefix, subject string) bool {
+	return subject == prefix+"."+leaderToken || subject == prefix+"."+fenceToken
+}
 
 // wireEvent is an event as the stream stores it: everything a gateway
 // needs to serve it exactly as the reader mapped it. Rows keep their

@@ -5,13 +5,16 @@
 // The reader side appends through a Writer (a broadcaster.Log): every
 // mapped event becomes one message, in commit order, on
 // <prefix>.<domain>.<action> (control records on <prefix>._control), with
-// its event id as the message id and in a Cdc-Cursor header. Publishes are
-// pipelined and chained: each says which sequence and which message id it
-// expects the stream to end with, so none is stored after one that was not,
-// and none at all once another writer has appended (the writer is then
-// fenced: broadcaster.ErrFenced). The source confirms a transaction only
-// once the stream has acknowledged all of its events (Confirmable). A
-// failed publish is made again from what the stream really holds.
+// its event id and the writer's term as the message id and the event id in
+// a Cdc-Cursor header. Publishes are pipelined and chained: each says which
+// sequence it expects the stream to end at, so none is stored after one
+// that was not. A reader elected leader begins a term (Writer.Begin): a
+// marker on <prefix>._leader and enough fence messages after it that no
+// publish of an earlier writer can land any more; a writer that finds
+// another term's marker is fenced (broadcaster.ErrFenced, Deposed). The
+// source confirms a transaction only once the stream has acknowledged all
+// of its events (Confirmable). A failed publish is made again from what
+// the stream really holds.
 //
 // The gateway side reads through a Follower (a broadcaster.LogReader): an
 // eventlog.Memory cache of the newest log.cache_events events, filled from

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 )
@@ -142,37 +146,85 @@ func TestWriterFollower(t *testing.T) {
 	waitUntil(t, "the live event in the cache", func() bool { return f.Head() == live.Events[0].ID })
 }
 
-// TestWriterFenced: once another writer has appended, the first one's
-// next publish is refused by the stream and it reports ErrFenced.
+// TestWriterFenced: once another writer began its term, no publish the
+// first one may still have in flight can land, whatever sequence it
+// expects, and the first one's next append reports ErrFenced.
 func TestWriterFenced(t *testing.T) {
 	srv := startServer(t)
 	js, st, o := srv.open(t, "T2")
 	ctx := context.Background()
 	base := time.Now()
-	a, err := NewWriter(ctx, js, st, o)
+	begin := func() *Writer {
+		w, err := NewWriter(ctx, js, st, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Close)
+		if err := w.Begin(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	a := begin()
+	var all []broadcaster.Event
+	for i := 1; i <= 2; i++ {
+		b := testTx(i, 1, base)
+		all = append(all, b.Events...)
+		if err := a.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "a's events", func() bool { return a.Confirmable() == broadcaster.MaxLSN })
+	info, err := st.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	if err := a.Append(ctx, testTx(1, 1, base)); err != nil {
+	aSeq := info.State.LastSeq
+	b := begin()
+	// a's publishes in flight when b took over expect at most maxInFlight
+	// sequences past the end a knew: not one lands.
+	for k := range uint64(maxInFlight + 1) {
+		ev := testTx(3, 1, base).Events[0]
+		msg, err := Encode(o.withDefaults().SubjectPrefix, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Header.Set(HeaderWriter, a.epoch)
+		msg.Header.Del(nats.MsgIdHdr)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = js.PublishMsg(pctx, msg, jetstream.WithExpectLastSequence(aSeq+k))
+		cancel()
+		if err == nil {
+			t.Fatalf("a publish of the deposed writer expecting sequence %d (its end was %d) landed", aSeq+k, aSeq)
+		}
+		if !strings.Contains(err.Error(), "wrong last sequence") {
+			t.Fatalf("a publish of the deposed writer expecting sequence %d: %v, want a wrong last sequence", aSeq+k, err)
+		}
+	}
+	if err := a.Append(ctx, testTx(3, 1, base)); err != nil && !errors.Is(err, broadcaster.ErrFenced) {
 		t.Fatal(err)
 	}
-	waitUntil(t, "a's first event", func() bool { return a.Confirmable() == broadcaster.MaxLSN })
-	b, err := NewWriter(ctx, js, st, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Append(ctx, testTx(2, 1, base)); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "b's event", func() bool { return b.Confirmable() == broadcaster.MaxLSN })
-	a.Append(ctx, testTx(3, 1, base))
 	waitUntil(t, "a fenced", func() bool {
 		return errors.Is(a.Append(ctx, testTx(4, 1, base)), broadcaster.ErrFenced)
 	})
-	if info, _ := st.Info(ctx); info.State.Msgs != 2 {
-		t.Fatalf("the stream holds %d messages, want a's first and b's", info.State.Msgs)
+	b3 := testTx(3, 1, base)
+	all = append(all, b3.Events...)
+	if err := b.Append(ctx, b3); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b's event", func() bool { return b.Confirmable() == broadcaster.MaxLSN })
+	f := NewFollower(st, 100, o)
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
+	got, _, err := f.Since(broadcaster.Cursor{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
+		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
 	}
 }
 

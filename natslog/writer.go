@@ -55,10 +55,6 @@ type Writer struct {
 	head     broadcaster.Cursor
 	lastSeq  uint64
 	ackedSeq uint64
-	// lastID is the id of the event the next publish expects the stream
-	// to end with: with the sequence, it chains the publishes in flight,
-	// so that none is stored after one that was not.
-	lastID string
 	// queue holds what was published and not yet acknowledged, in order,
 	// and the ends of the transactions among it.
 	queue []*entry
@@ -110,11 +106,11 @@ func NewWriter(ctx context.Context, js jetstream.JetStream, stream jetstream.Str
 	o = o.withDefaults()
 	w := &Writer{js: js, stream: stream, prefix: o.SubjectPrefix, log: o.Logger, observe: o.ObservePublish, node: o.Name, wake: make(chan struct{}, 1)}
 	w.cond = sync.NewCond(&w.mu)
-	seq, head, lastID, err := streamHead(ctx, stream)
+	seq, head, _, err := streamHead(ctx, stream)
 	if err != nil {
 		return nil, err
 	}
-	w.lastSeq, w.ackedSeq, w.head, w.lastID = seq, seq, head, lastID
+	w.lastSeq, w.ackedSeq, w.head = seq, seq, head
 	w.epoch = newEpoch()
 	w.deposed = make(chan struct{})
 	w.startAcker()
@@ -197,19 +193,19 @@ func (w *Writer) Begin(ctx context.Context) error {
 			}
 		}
 		if err == nil {
-			var ack *jetstream.PubAck
-			ack, err = w.js.PublishMsg(pctx, leaderMarker(w.prefix, head, epoch, w.node), jetstream.WithExpectLastSequence(seq))
+			var last uint64
+			last, err = w.fence(pctx, seq, head, epoch)
 			if err == nil {
 				cancel()
 				w.mu.Lock()
-				w.lastSeq, w.ackedSeq, w.head, w.lastID = ack.Sequence, ack.Sequence, head, markerID(epoch)
+				w.lastSeq, w.ackedSeq, w.head = last, last, head
 				w.terms++
 				if from != "" && from != w.node {
 					w.takeovers++
 				}
 				w.mu.Unlock()
 				w.startAcker()
-				w.log.Info("natslog: leading the stream", "streamSeq", ack.Sequence, "head", head, "epoch", epoch)
+				w.log.Info("natslog: leading the stream", "streamSeq", last, "head", head, "epoch", epoch)
 				return nil
 			}
 		}
@@ -219,6 +215,49 @@ func (w *Writer) Begin(ctx context.Context) error {
 		}
 		w.log.Warn("natslog: cannot take the stream over yet; trying again", "err", err)
 	}
+}
+
+// fenceFill is how many fence messages follow a leader marker: as many as
+// a writer may have in flight. Every publish expects the stream to end at
+// the sequence its predecessor got, so a deposed writer's publishes still
+// in flight (a paused process's buffer, a pipeline cut by a lost quorum)
+// expect sequences at most maxInFlight past the end it knew; once the
+// stream is past all of them, none can land. (JetStream checks an
+// expected last sequence before a clustered write is proposed, which is
+// what makes this hold under pipelining; an expected last message id is
+// checked only as each replica applies the write, too late.)
+const fenceFill = maxInFlight
+
+// fence publishes the marker of term epoch after the stream's sequence
+// seq (whose last event is head), then fenceFill fence messages, each
+// expecting the one before: when all are in, nothing came between them,
+// and no earlier writer's publish can land after them. It returns the
+// sequence of the last.
+func (w *Writer) fence(ctx context.Context, seq uint64, head broadcaster.Cursor, epoch string) (uint64, error) {
+	ack, err := w.js.PublishMsg(ctx, leaderMarker(w.prefix, head, epoch, w.node), jetstream.WithExpectLastSequence(seq))
+	if err != nil {
+		return 0, fmt.Errorf("publish the leader marker: %w", err)
+	}
+	futs := make([]jetstream.PubAckFuture, 0, fenceFill)
+	for i := range uint64(fenceFill) {
+		f, err := w.js.PublishMsgAsync(fenceMsg(w.prefix, head, epoch), jetstream.WithExpectLastSequence(ack.Sequence+i))
+		if err != nil {
+			return 0, fmt.Errorf("publish the fence: %w", err)
+		}
+		futs = append(futs, f)
+	}
+	last := ack.Sequence
+	for _, f := range futs {
+		select {
+		case a := <-f.Ok():
+			last = a.Sequence
+		case err := <-f.Err():
+			return 0, fmt.Errorf("publish the fence: %w", err)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("publish the fence: %w", ctx.Err())
+		}
+	}
+	return last, nil
 }
 
 // End ends the term: what is not acknowledged stays unconfirmed (the next
@@ -269,8 +308,8 @@ func (w *Writer) Close() {
 	w.mu.Unlock()
 }
 
-// fence records, with w.mu held, that another writer took the stream.
-func (w *Writer) fence(err error) {
+// fenced records, with w.mu held, that another writer took the stream.
+func (w *Writer) fenced(err error) {
 	w.fatal = err
 	w.recovering = false
 	select {
@@ -416,26 +455,20 @@ func (w *Writer) waitRoom(ctx context.Context) error {
 	return nil
 }
 
-// publish sends e, expecting the stream to end at lastSeq with lastID;
-// w.mu is held.
+// publish sends e, expecting the stream to end at lastSeq (the sequence
+// its predecessor got); w.mu is held.
 func (w *Writer) publish(e *entry) {
 	e.fut, e.pubErr, e.result = nil, nil, nil
-	// A message published again carries the expectations of its first
-	// publish in its headers: drop them.
+	// A message published again carries the expectation of its first
+	// publish in its headers: drop it.
 	e.msg.Header.Del(jetstream.ExpectedLastSeqHeader)
-	e.msg.Header.Del(jetstream.ExpectedLastMsgIDHeader)
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(w.lastSeq)}
-	if w.lastID != "" {
-		opts = append(opts, jetstream.WithExpectLastMsgID(w.lastID))
-	}
-	fut, err := w.js.PublishMsgAsync(e.msg, opts...)
+	fut, err := w.js.PublishMsgAsync(e.msg, jetstream.WithExpectLastSequence(w.lastSeq))
 	if err != nil {
 		e.pubErr = err
 		return
 	}
 	e.fut, e.sent = fut, time.Now()
 	w.lastSeq++
-	w.lastID = e.msg.Header.Get(nats.MsgIdHdr)
 	w.published++
 }
 
@@ -502,7 +535,7 @@ func (w *Writer) checkMarker(ctx context.Context) {
 	defer w.mu.Unlock()
 	if other := msg.Header.Get(HeaderWriter); other != w.epoch && w.fatal == nil {
 		w.log.Warn("natslog: another reader took the stream over", "leader", msg.Header.Get(HeaderNode), "epoch", other)
-		w.fence(fmt.Errorf("natslog: another reader (%s) took the stream over: %w", msg.Header.Get(HeaderNode), broadcaster.ErrFenced))
+		w.fenced(fmt.Errorf("natslog: another reader (%s) took the stream over: %w", msg.Header.Get(HeaderNode), broadcaster.ErrFenced))
 	}
 }
 
@@ -612,7 +645,7 @@ func (w *Writer) recover(term context.Context, cause error) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(term, publishTimeout)
-		seq, last, lastID, err := streamHead(ctx, w.stream)
+		seq, last, _, err := streamHead(ctx, w.stream)
 		cancel()
 		if err != nil {
 			w.log.Warn("natslog: cannot read the stream's end; trying again", "err", err)
@@ -635,7 +668,7 @@ func (w *Writer) recover(term context.Context, cause error) {
 		}
 		w.mu.Lock()
 		if stored < 0 {
-			w.fence(fmt.Errorf("natslog: the stream (now at sequence %d, %s) was appended to by another writer: %w", seq, last, broadcaster.ErrFenced))
+			w.fenced(fmt.Errorf("natslog: the stream (now at sequence %d, %s) was appended to by another writer: %w", seq, last, broadcaster.ErrFenced))
 			w.mu.Unlock()
 			w.log.Warn("natslog: another writer appended to the stream; this one is fenced", "streamSeq", seq, "streamLast", last)
 			return
@@ -650,7 +683,6 @@ func (w *Writer) recover(term context.Context, cause error) {
 			w.queue = w.queue[1:]
 		}
 		w.ackedSeq = seq
-		w.lastID = lastID
 		w.lastSeq = seq
 		for _, e := range w.queue {
 			if e.msg != nil {

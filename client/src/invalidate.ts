@@ -25,7 +25,7 @@ export interface InvalidateOptions {
  * every key listed in map (not the ones functions return) is invalidated.
  * Returns the function that stops it.
  */
-export function invalidateOn(client: RealtimeClient, opts: InvalidateOptions): () => void {
+export function invalidateOn(client: RealtimeClient<any, any>, opts: InvalidateOptions): () => void {
   const due = new Map<string, QueryKey>();
   const add = (keys: QueryKey[]) => {
     if (due.size === 0) queueMicrotask(flush);

@@ -11,7 +11,7 @@ import type { ConnectionState, EventHandler, Row, SubscribeOptions } from './typ
 /** Options of {@link useRealtime}. */
 export interface UseRealtimeOptions extends SubscribeOptions {
   /** The client; default the page's shared one, {@link getRealtime}(). */
-  client?: RealtimeClient;
+  client?: RealtimeClient<any, any>;
 }
 
 /**
@@ -33,7 +33,11 @@ export function useRealtime<T = Row>(
     const names: string[] = JSON.parse(key);
     if (names.length === 0) return;
     const client = options.client ?? getRealtime();
+    const o = latest.current.options;
     return client.subscribe<T>(names, (e, c) => latest.current.onEvent(e, c), {
+      since: o.since,
+      persist: o.persist,
+      onStatus: (s, sub) => latest.current.options.onStatus?.(s, sub),
       onReset: (c) => latest.current.options.onReset?.(c),
       onRevoked: (c, r) => latest.current.options.onRevoked?.(c, r),
     });
@@ -41,7 +45,7 @@ export function useRealtime<T = Row>(
 }
 
 /** The client's connection state, re-rendering on every change. */
-export function useRealtimeState(client?: RealtimeClient): ConnectionState {
+export function useRealtimeState(client?: RealtimeClient<any, any>): ConnectionState {
   const c = client ?? getRealtime();
   return useSyncExternalStore(c.onStateChange, () => c.state, () => 'connecting');
 }

@@ -65,7 +65,7 @@ describe('connect and subscribe', () => {
     ws.drop(1006);
     await flush(300);
     await goLive(lastWS());
-    expect(lastWS().frames('subscribe')).toEqual([{ id: 4, type: 'subscribe', channels: ['class:42'], since: 'H5' }]);
+    expect(lastWS().frames('subscribe')).toEqual([{ id: expect.any(Number), type: 'subscribe', channels: ['class:42'], since: 'H5' }]);
     client.close();
   });
 
@@ -204,7 +204,7 @@ describe('token flow', () => {
     client.subscribe(['class:42'], () => {});
     await goLive(lastWS());
     lastWS().drop(4001);
-    expect(client.state).toBe('connecting');
+    expect(client.state).toBe('reconnecting');
     await flush(300);
     expect(FakeWS.all).toHaveLength(2);
     lastWS().open();
@@ -222,7 +222,7 @@ describe('token flow', () => {
     lastWS().open();
     await flush();
     expect(onError).toHaveBeenCalledWith({ code: 'token', message: 'Error: logged out' });
-    expect(client.state).toBe('connecting');
+    expect(client.state).toBe('reconnecting');
     await flush(300);
     await goLive(lastWS());
     expect(client.state).toBe('live');
@@ -245,25 +245,27 @@ describe('polling fallback', () => {
     lastWS().drop(1006);
     await flush(300);
     await failConnects(4);
-    expect(client.state).toBe('connecting');
+    expect(client.state).toBe('reconnecting');
     expect(fetch.calls).toHaveLength(0);
     await failConnects(1);
-    expect(client.state).toBe('polling');
+    expect(client.state).toBe('reconnecting'); // polling only once /sync answers
     await flush();
 
     // The poll resumes from the last cursor, with the Bearer header.
     expect(fetch.calls).toHaveLength(1);
     let call = fetch.calls[0]!;
     expect(call.url.pathname).toBe('/api/realtime/sync');
-    expect(Object.fromEntries(call.url.searchParams)).toEqual({ channels: 'class:42', since: ev(1).cursor, wait: '25s' });
+    // The first poll answers at once (the server is reachable: polling), the next ones wait.
+    expect(Object.fromEntries(call.url.searchParams)).toEqual({ channels: 'class:42', since: ev(1).cursor });
     expect(call.headers).toEqual({ Authorization: 'Bearer tok-2' });
     call.answer(200, { events: [{ channels: ['class:42'], event: ev(1) }, { channels: ['class:42'], event: ev(2) }], cursor: ev(3).cursor, more: false });
     await flush();
+    expect(client.state).toBe('polling');
     expect(got).toEqual([ev(1).eventId, ev(2).eventId]); // ev(1) deduped
 
     // The next poll goes on from the answer's cursor.
     call = fetch.calls[1]!;
-    expect(call.url.searchParams.get('since')).toBe(ev(3).cursor);
+    expect(Object.fromEntries(call.url.searchParams)).toEqual({ channels: 'class:42', since: ev(3).cursor, wait: '25s' });
 
     // The WebSocket is still retried in the background; when it is back,
     // polling stops and the subscription resumes from the poll's cursor.
@@ -279,7 +281,7 @@ describe('polling fallback', () => {
     expect(got).toEqual([ev(1).eventId, ev(2).eventId, ev(4).eventId]);
     await flush(60_000);
     expect(fetch.calls).toHaveLength(2);
-    expect(states).toEqual(['live', 'connecting', 'polling', 'live']);
+    expect(states).toEqual(['live', 'reconnecting', 'polling', 'live']);
     client.close();
   });
 
@@ -289,7 +291,7 @@ describe('polling fallback', () => {
     client.subscribe(['a'], (e) => got.push(e.eventId));
     lastWS().drop(1006);
     await flush();
-    expect(client.state).toBe('polling');
+    expect(client.state).toBe('reconnecting');
     const call = fetch.calls[0]!;
     expect(call.url.searchParams.has('since')).toBe(false); // nothing seen yet: from the head
     await flush(300);
@@ -407,7 +409,7 @@ describe('revoked and refused channels', () => {
 });
 
 describe('states', () => {
-  it('connecting → live → connecting → live, offline when closed by the app, and no reconnect after', async () => {
+  it('connecting → live → reconnecting → live, closed when closed by the app, and no reconnect after', async () => {
     const { client } = setup();
     const seen: ConnectionState[] = [];
     const off = client.onStateChange((s) => seen.push(s));
@@ -418,7 +420,7 @@ describe('states', () => {
     await goLive(lastWS());
     client.close();
     expect(lastWS().closedWith).toBe(1000);
-    expect(seen).toEqual(['live', 'connecting', 'live', 'offline']);
+    expect(seen).toEqual(['live', 'reconnecting', 'live', 'closed']);
     await flush(60_000);
     expect(FakeWS.all).toHaveLength(2);
     off();
@@ -493,7 +495,7 @@ describe('a WebSocket constructor that throws', () => {
     const onError = vi.fn();
     const { client } = setup({ WebSocket: Throwing as unknown as WebSocketCtor, onError });
     expect(onError).toHaveBeenCalledWith({ code: 'websocket', message: 'SyntaxError: bad url' });
-    expect(client.state).toBe('connecting');
+    expect(client.state).toBe('reconnecting');
     await flush(300);
     await goLive(lastWS());
     expect(client.state).toBe('live');

@@ -11,7 +11,7 @@ export class FakeWS {
   closedWith?: number;
   onopen: ((e: unknown) => void) | null = null;
   onmessage: ((e: { data: string }) => void) | null = null;
-  onclose: ((e: { code: number }) => void) | null = null;
+  onclose: ((e: { code: number; reason?: string }) => void) | null = null;
   onerror: ((e: unknown) => void) | null = null;
 
   constructor(
@@ -41,9 +41,13 @@ export class FakeWS {
   msg(m: object): void {
     this.onmessage?.({ data: JSON.stringify(m) });
   }
-  drop(code: number): void {
+  drop(code: number, reason = ''): void {
     this.readyState = 3;
-    this.onclose?.({ code });
+    this.onclose?.({ code, reason });
+  }
+  /** An error and no close, as Node 20's WebSocket does when a connect fails. */
+  error(): void {
+    this.onerror?.({});
   }
   /** The frames sent of one type. */
   frames(type: string): any[] {
@@ -60,6 +64,8 @@ export interface FetchCall {
   headers: Record<string, string>;
   aborted: () => boolean;
   answer: (status: number, body: unknown) => void;
+  /** Rejects as fetch does when the server cannot be reached. */
+  fail: () => void;
 }
 
 /** A fetch whose requests wait until the test answers them. */
@@ -75,6 +81,7 @@ export function fakeFetch() {
         aborted: () => signal?.aborted ?? false,
         answer: (status, body) =>
           resolve({ ok: status >= 200 && status < 300, status, json: async () => body } as Response),
+        fail: () => reject(new TypeError('fetch failed')),
       });
     });
   });
@@ -89,7 +96,7 @@ export function setup(extra: Partial<RealtimeOptions> = {}) {
   FakeWS.all = [];
   const f = fakeFetch();
   let n = 0;
-  const getToken = vi.fn(async () => `tok-${++n}`);
+  const getToken = vi.fn(async (_reason?: string) => `tok-${++n}`);
   const client = createRealtime({
     url: 'wss://school.example/ws',
     getToken,
@@ -98,6 +105,17 @@ export function setup(extra: Partial<RealtimeOptions> = {}) {
     ...extra,
   });
   return { client, getToken, fetch: f };
+}
+
+/** Answers every subscribe frame sent so far that has no answer: subscribed, then the pong of its ping. */
+export function answer(ws: FakeWS, cursor = 'H1', reset?: string[]): void {
+  for (const f of ws.frames('subscribe')) {
+    if ((ws as any).answered?.has(f.id)) continue;
+    ((ws as any).answered ??= new Set()).add(f.id);
+    ws.msg({ id: f.id, type: 'subscribed', channels: f.channels, cursor });
+    if (reset) ws.msg({ type: 'reset', channels: reset, reason: 'cursor_expired' });
+    ws.msg({ id: f.id + 1, type: 'pong', cursor });
+  }
 }
 
 /** Opens ws, lets the auth frame go, and says welcome. */

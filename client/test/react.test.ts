@@ -5,7 +5,7 @@ import type { ReactTestRenderer } from 'react-test-renderer';
 import { useRealtime, useRealtimeState } from '../src/react.js';
 import { getRealtime } from '../src/index.js';
 import type { RealtimeClient, RealtimeEvent, WebSocketCtor } from '../src/index.js';
-import { FakeWS, ev, flush, frame, goLive, lastWS, setup } from './fakes.js';
+import { FakeWS, answer, ev, flush, frame, goLive, lastWS, setup } from './fakes.js';
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -89,6 +89,29 @@ describe('React hooks with the shared client', () => {
     await act(async () => lastWS().msg(frame(['a'], ev(1))));
     expect(seen).toEqual([ev(1).eventId]);
     await act(async () => r.unmount());
+    client.close();
+  });
+});
+
+function WithStatus(props: { client: RealtimeClient; statuses: string[]; since?: string }) {
+  useRealtime(['a'], () => {}, [], { client: props.client, since: props.since, onStatus: (s) => props.statuses.push(s) });
+  return null;
+}
+
+describe('useRealtime options', () => {
+  it('passes since and onStatus through', async () => {
+    const { client } = setup();
+    const statuses: string[] = [];
+    let r!: ReactTestRenderer;
+    await act(async () => {
+      r = TestRenderer.create(createElement(WithStatus, { client, statuses, since: ev(3).cursor }));
+      await goLive(lastWS());
+    });
+    expect(lastWS().frames('subscribe')).toEqual([{ id: expect.any(Number), type: 'subscribe', channels: ['a'], since: ev(3).cursor }]);
+    await act(async () => answer(lastWS()));
+    expect(statuses).toEqual(['subscribed']);
+    await act(async () => r.unmount());
+    expect(statuses).toEqual(['subscribed', 'closed']);
     client.close();
   });
 });

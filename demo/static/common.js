@@ -199,7 +199,7 @@ export function stateBadge(rt) {
   show(rt.state);
   rt.onStateChange(show);
 }
-const stateTag = { live: 'present', connecting: 'draft', polling: 'late', offline: 'absent' };
+const stateTag = { live: 'present', connecting: 'draft', reconnecting: 'draft', polling: 'late', offline: 'absent', unauthorized: 'absent', closed: 'absent' };
 
 // ---------------------------------------------------------------------------
 // Keyed lists: rows are kept by key, so a row is never shown twice; rows
