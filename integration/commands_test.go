@@ -253,7 +253,7 @@ func TestCommandHelp(t *testing.T) {
 		{"serve", []string{"Run the service", "Example:", "-pprof", "-config", "CDC_SOURCE_DATABASE_URL", "CDC_AUTH_JWT_SECRET"}},
 		{"check", []string{"Verify the config", "Example:", "-config", "CDC_SOURCE_DATABASE_URL"}},
 		{"setup", []string{"Create the publication", "Example:", "-dry-run", "CDC_SOURCE_DATABASE_URL"}},
-		{"tail", []string{"Print mapped events", "Example:", "-types", "CDC_SOURCE_DATABASE_URL"}},
+		{"tail", []string{"Print mapped and emitted events", "Example:", "-types", "CDC_SOURCE_DATABASE_URL"}},
 		{"token", []string{"Mint a JWT", "Example:", "-sub", "-ttl", "CDC_AUTH_JWT_SECRET"}},
 		{"version", []string{"Print the version", "Example:"}},
 	}
