@@ -534,6 +534,7 @@ func TestStatic(t *testing.T) {
 		{"/demo/demo.css", 200, "text/css", "#state-badge"},
 		{"/demo/realtime.js", 200, "text/javascript", "createRealtime"},
 		{"/demo/common.js", 200, "text/javascript", "from './realtime.js'"},
+		{"/demo/activity.js", 200, "text/javascript", "export function describe"},
 		{"/demo/missing.html", 404, "", ""},
 	}
 	for _, tt := range tests {
@@ -567,7 +568,9 @@ func TestStatic(t *testing.T) {
 func TestStaticReferences(t *testing.T) {
 	t.Parallel()
 	attr := regexp.MustCompile(`(?:src|href)="([^"#?]+)`)
-	imp := regexp.MustCompile(`(?:from|import)\s*\(?\s*'([^']+)'`)
+	// import ... from '...' (over lines), import '...', import('...');
+	// not "from '" in a string of a module's text.
+	imp := regexp.MustCompile(`(?m)(?:^(?:import|export)\b[^;]*?\bfrom|^import|\bimport\()\s*'([^']+)'`)
 	err := fs.WalkDir(staticFiles, "static", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || path == "static/realtime.js" {
 			return err
