@@ -5,7 +5,7 @@
 // integration/browser_test.go (go test ./integration -run TestBrowser).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Server, WAIT, db, duplicateTestIds, env, launch, one, open, waitCount } from './lib.mjs';
+import { PHONE, Server, WAIT, db, duplicateTestIds, env, launch, layoutProblems, one, open, waitCount } from './lib.mjs';
 
 let server;
 let pool;
@@ -452,4 +452,54 @@ scenario('a screenshot of each dashboard', async () => {
     assert.notEqual(((await d.$('who').textContent()) ?? '').trim(), '', `${name}: no name in [data-testid=who]`);
     await d.shot(name);
   }
+});
+
+scenario('on a 390 px phone every dashboard fits: no sideways scroll, stacked tables, finger-sized controls', async () => {
+  // A parent's child in a class with a published exam the child has not sat.
+  const s = await one(pool, `
+    SELECT e.id AS exam_id, e.class_id, ct.teacher_id, s.id AS student_id, s.user_id AS student_user, ps.parent_id
+    FROM exams e
+    JOIN class_teachers ct ON ct.class_id = e.class_id
+    JOIN students s ON s.class_id = e.class_id AND s.status = 'active'
+    JOIN parent_students ps ON ps.student_id = s.id
+    WHERE e.status = 'published'
+      AND NOT EXISTS (SELECT 1 FROM exam_sessions x WHERE x.exam_id = e.id AND x.student_id = s.id)
+    ORDER BY ct.is_form_teacher DESC, ct.teacher_id, e.id, s.id, ps.parent_id LIMIT 1`);
+  // Rows in every table: a sitting handed in and graded, a mark.
+  const id = await startSitting(s);
+  await submitSitting(id);
+  await pool.query(`INSERT INTO exam_results (exam_id, student_id, score, grade, graded_by) VALUES ($1, $2, 41.5, 'B2', $3)
+    ON CONFLICT DO NOTHING`, [s.exam_id, s.student_id, s.teacher_id]);
+  await markAttendance(s.student_id, 'absent', s.teacher_id);
+  const opened = [];
+  for (const [name, path, live] of [
+    ['picker', '/demo/', false],
+    ['teacher', `/demo/teacher.html?user=${s.teacher_id}`, true],
+    ['student', `/demo/student.html?user=${s.student_user}`, true],
+    ['parent', `/demo/parent.html?user=${s.parent_id}`, true],
+    ['admin', '/demo/admin.html?user=1', true],
+  ]) opened.push([name, await page(path, { live, device: PHONE })]);
+  // A change while they are open, so that each feed has a line.
+  for (const [name, d] of opened) {
+    if (name === 'teacher') await d.waitSubscribed([`class:${s.class_id}`]);
+    else if (name === 'admin') await d.waitSubscribed(['table:attendance']);
+    else if (name !== 'picker') await d.waitSubscribed([`student:${s.student_id}`]);
+  }
+  const marked = await markAttendance(s.student_id, 'late', s.teacher_id);
+  for (const [name, d] of opened) {
+    if (name !== 'picker') await d.$('event-feed').locator(`[data-rows~="attendance/${marked.id}"]`).waitFor();
+  }
+  const problems = [];
+  for (const [name, d] of opened) {
+    for (const problem of await layoutProblems(d.page, PHONE.viewport.width)) problems.push(`${name}: ${problem}`);
+    if (name !== 'picker') {
+      // A table on a phone is a stack of rows of "heading: value" lines.
+      const row = d.page.locator('tbody tr:visible').first();
+      await row.waitFor();
+      if (await d.page.locator('thead:visible').count()) problems.push(`${name}: table headings shown, not stacked rows`);
+      if (!await row.locator('td[data-label]').count()) problems.push(`${name}: a row's cells without their column's heading`);
+    }
+    await d.shot(`phone-${name}`);
+  }
+  assert.deepEqual(problems, [], `what does not fit a 390 px phone:\n${problems.join('\n')}`);
 });

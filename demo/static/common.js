@@ -215,9 +215,12 @@ function mark(node, cls, ms) {
 
 // keyedList(container, {key, render, empty}) returns update(items). render
 // builds one row's element from an item; empty is an element shown while
-// there are no items.
+// there are no items. The cells of a table's rows get their column's
+// heading as data-label, which a narrow screen shows beside each value
+// (demo.css).
 export function keyedList(container, { key, render, empty }) {
   let first = true;
+  const headings = [...(container.closest?.('table')?.tHead?.rows[0]?.cells ?? [])].map((th) => th.textContent);
   return function update(items) {
     const old = new Map();
     for (const n of container.children) if (n.dataset.key) old.set(n.dataset.key, n);
@@ -231,6 +234,7 @@ export function keyedList(container, { key, render, empty }) {
       let node = old.get(k);
       if (!node || node.dataset.sig !== sig) {
         const fresh = render(item);
+        for (const [i, td] of [...(fresh.cells ?? [])].entries()) if (headings[i] && !td.dataset.label) td.dataset.label = headings[i];
         fresh.dataset.key = k;
         fresh.dataset.sig = sig;
         if (!first) mark(fresh, node ? 'is-changed' : 'is-new', node ? 2000 : 3000);
