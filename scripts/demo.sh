@@ -9,7 +9,8 @@
 #   cdc-broadcaster check            once, to show the config fits the schema
 #   cdc-broadcaster serve            in the background, with server.demo on:
 #                                    the dashboards at /demo/ (log in the temp dir)
-#   cdc-broadcaster tail             in the foreground: one line per event
+#   cdc-broadcaster tail             in the foreground: one line per event,
+#                                    as it happens (format_events, scripts/lib.sh)
 #   school-sim                       in the background (log in the temp dir)
 # Ctrl-C stops everything, stops the cluster and deletes the temp dir.
 #
@@ -116,17 +117,6 @@ if command -v curl >/dev/null 2>&1; then
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DEMO_PORT/demo/api/people" || true)
 	[ "$code" = 200 ] || die "serve answers $code on /demo/api/people: is server.demo wired in cmd/cdc-broadcaster/serve.go (demo/README.md)? DEMO_KEEP=1 keeps its log"
 fi
-
-# format_events turns tail's JSON lines into "eventType table channels userId"
-# columns, with jq when there is one.
-format_events() {
-	if command -v jq >/dev/null 2>&1; then
-		jq -r --unbuffered '[.event.eventType, .event.table, (.channels | join(",")), ("user=" + (.event.userId // "-"))] | @tsv' |
-			awk -F'\t' '{ printf "%-28s %-15s %-58s %s\n", $1, $2, $3, $4; fflush() }'
-	else
-		cat
-	fi
-}
 
 "$CDCB" tail --config "$CONFIG" 2>"$TMP/tail.log" > >(format_events) &
 TAIL_PID=$!
