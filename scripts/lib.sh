@@ -4,7 +4,8 @@
 #
 #   say MSG, die MSG             a message on stderr; die exits 1
 #   port_busy PORT               something accepts connections on 127.0.0.1:PORT
-#   build_binaries               bin/cdc-broadcaster and bin/school-sim; sets CDCB, SIM
+#   build_binaries               bin/cdc-broadcaster and bin/school-sim (in BIN_DIR
+#                                when set); sets CDCB, SIM
 #   stop_pids PID...             SIGTERM, up to 10 s, then SIGKILL
 #   wait_for_log FILE PAT PID    until FILE shows PAT, or PID dies
 #   school_db_start DIR          pg_start DIR, the example school from migrations/;
@@ -28,16 +29,17 @@ port_busy() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# build_binaries builds bin/cdc-broadcaster and bin/school-sim and sets CDCB
-# and SIM to their paths.
+# build_binaries builds bin/cdc-broadcaster and bin/school-sim (in BIN_DIR
+# instead when it is set: the tests' own directory) and sets CDCB and SIM to
+# their paths.
 build_binaries() {
-	local version
-	say "building bin/cdc-broadcaster and bin/school-sim"
+	local version dir=${BIN_DIR:-$ROOT/bin}
+	say "building $dir/cdc-broadcaster and $dir/school-sim"
 	version=$(git describe --always --dirty 2>/dev/null || echo dev)
-	go build -ldflags "-X main.version=$version" -o bin/cdc-broadcaster ./cmd/cdc-broadcaster
-	go build -o bin/school-sim ./cmd/school-sim
-	CDCB="$ROOT/bin/cdc-broadcaster"
-	SIM="$ROOT/bin/school-sim"
+	go build -ldflags "-X main.version=$version" -o "$dir/cdc-broadcaster" ./cmd/cdc-broadcaster
+	go build -o "$dir/school-sim" ./cmd/school-sim
+	CDCB="$dir/cdc-broadcaster"
+	SIM="$dir/school-sim"
 }
 
 # stop_pids PID... sends SIGTERM, waits up to 10 s, then SIGKILL.
