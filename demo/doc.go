@@ -19,8 +19,11 @@
 // Bearer token as the gateway, and answer only what the caller may see,
 // with the same rules as the channels of config.example.yaml: a teacher
 // sees the classes they teach, a student themself, a parent their children,
-// the admin roles everything. See README.md for the endpoints and for the
-// element ids the browser tests rely on.
+// the admin roles everything. GET /demo/api/names, the activity feed's
+// lookup of the names behind the ids events carry, answers any caller: it
+// tells names and titles only, which the sign-in picker shows anyone. See
+// README.md for the endpoints and for the element ids the browser tests
+// rely on.
 //
 // # Database
 //

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,6 +110,7 @@ func newHandler(opts Options, st store) *handler {
 	h.mux.HandleFunc("GET /demo/api/student/{id}", h.authed(h.student))
 	h.mux.HandleFunc("GET /demo/api/parent/{id}", h.authed(h.parent))
 	h.mux.HandleFunc("GET /demo/api/admin", h.authed(h.admin))
+	h.mux.HandleFunc("GET /demo/api/names", h.authed(h.names))
 	h.mux.HandleFunc("GET /demo/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such demo endpoint")
 	})
@@ -376,4 +378,53 @@ func (h *handler) admin(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	v, err := h.store.Admin(r.Context())
 	h.reply(w, r, v, err)
+}
+
+// maxNamesPerKind bounds the ids of one kind in a names request.
+const maxNamesPerKind = 100
+
+// names answers the names behind the ids events carry, for the activity
+// feed: ?users=1,2&students=31&exams=4&classes=5&terms=1&vacancies=2. Any
+// caller may ask: it tells names and titles only, and the sign-in picker
+// (GET people) already lists every person's name to anyone.
+func (h *handler) names(w http.ResponseWriter, r *http.Request, _ caller) {
+	ids, err := parseNameIDs(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	v, err := h.store.Names(r.Context(), ids)
+	h.reply(w, r, v, err)
+}
+
+// parseNameIDs reads the names request's comma-separated id lists, one
+// parameter per kind of nameKinds.
+func parseNameIDs(q url.Values) (map[string][]int64, error) {
+	for k := range q {
+		if !slices.Contains(nameKinds, k) {
+			return nil, fmt.Errorf("unknown parameter %q: want some of %s", k, strings.Join(nameKinds, ", "))
+		}
+	}
+	ids := map[string][]int64{}
+	for _, kind := range nameKinds {
+		for _, v := range q[kind] {
+			for _, s := range strings.Split(v, ",") {
+				if s == "" {
+					continue
+				}
+				id, err := strconv.ParseInt(s, 10, 64)
+				if err != nil || id <= 0 {
+					return nil, fmt.Errorf("%s: %q is not a positive whole number", kind, s)
+				}
+				if slices.Contains(ids[kind], id) {
+					continue
+				}
+				if len(ids[kind]) == maxNamesPerKind {
+					return nil, fmt.Errorf("%s: more than %d ids", kind, maxNamesPerKind)
+				}
+				ids[kind] = append(ids[kind], id)
+			}
+		}
+	}
+	return ids, nil
 }

@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +131,29 @@ func (f fakeStore) MayReadStudent(_ context.Context, user, student int64) (bool,
 		return false, f.err
 	}
 	return student == 1 && (user == 100 || user == 200 || user == 10), nil
+}
+
+// Names knows user 10 and 100, student 1, exam 7 and class 1.
+func (f fakeStore) Names(_ context.Context, ids map[string][]int64) (Names, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	known := map[string]map[int64]string{
+		"users":    {10: "Chinedu Obi", 100: "Amaka Okafor"},
+		"students": {1: "Amaka Okafor"},
+		"exams":    {7: "JSS 1 Mathematics Mid-Term Test"},
+		"classes":  {1: "JSS 1A"},
+	}
+	out := Names{}
+	for kind, list := range ids {
+		out[kind] = map[string]string{}
+		for _, id := range list {
+			if n, ok := known[kind][id]; ok {
+				out[kind][fmt.Sprint(id)] = n
+			}
+		}
+	}
+	return out, nil
 }
 
 var testJWT = config.JWT{
@@ -318,6 +344,8 @@ func TestDataAccess(t *testing.T) {
 		{"admin by super admin", "/demo/api/admin", superAdmin, 200},
 		{"admin by teacher", "/demo/api/admin", teacher10, 403},
 		{"announcements", "/demo/api/announcements", student, 200},
+		{"names", "/demo/api/names?students=1", parent, 200},
+		{"names without a token", "/demo/api/names?students=1", "", 401},
 		{"unknown endpoint", "/demo/api/nothing", admin, 404},
 	}
 	for _, tt := range tests {
@@ -358,6 +386,90 @@ func TestAnnouncementsByRole(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNames(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, testJWT, fakeStore{})
+	parent := mint(t, "200", "parent")
+	many := make([]string, maxNamesPerKind+1)
+	for i := range many {
+		many[i] = fmt.Sprint(i + 1)
+	}
+	tests := []struct {
+		name   string
+		query  string
+		status int
+		want   Names // for 200
+	}{
+		{name: "each kind", query: "users=10,100&students=1&exams=7&classes=1", status: 200, want: Names{
+			"users":    {"10": "Chinedu Obi", "100": "Amaka Okafor"},
+			"students": {"1": "Amaka Okafor"},
+			"exams":    {"7": "JSS 1 Mathematics Mid-Term Test"},
+			"classes":  {"1": "JSS 1A"},
+		}},
+		{name: "unknown ids left out", query: "students=1,2&terms=3", status: 200, want: Names{
+			"students": {"1": "Amaka Okafor"}, "terms": {},
+		}},
+		{name: "repeated ids and parameters", query: "users=10,10&users=10", status: 200, want: Names{"users": {"10": "Chinedu Obi"}}},
+		{name: "nothing asked", query: "", status: 200, want: Names{}},
+		{name: "empty list", query: "users=", status: 200, want: Names{}},
+		{name: "unknown kind", query: "parents=200", status: 400},
+		{name: "not a number", query: "users=ten", status: 400},
+		{name: "zero", query: "users=0", status: 400},
+		{name: "negative", query: "exams=-7", status: 400},
+		{name: "too many", query: "users=" + strings.Join(many, ","), status: 400},
+		{name: "as many as allowed", query: "users=" + strings.Join(many[:maxNamesPerKind], ","), status: 200,
+			want: Names{"users": {"10": "Chinedu Obi", "100": "Amaka Okafor"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(h, "GET", "/demo/api/names?"+tt.query, parent, "")
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
+			}
+			if tt.status != 200 {
+				if got := errorCode(t, w); got != "bad_request" {
+					t.Errorf("error %q, want bad_request", got)
+				}
+				return
+			}
+			var got Names
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("names %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseNameIDs(f *testing.F) {
+	for _, s := range []string{"users=1,2&students=3", "exams=", "users=1&users=1", "x=1", "terms=-1", "classes=1,,2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q, err := url.ParseQuery(s)
+		if err != nil {
+			return
+		}
+		ids, err := parseNameIDs(q)
+		if err != nil {
+			return
+		}
+		for kind, list := range ids {
+			if !slices.Contains(nameKinds, kind) || len(list) > maxNamesPerKind {
+				t.Errorf("parseNameIDs(%q): kind %q with %d ids", s, kind, len(list))
+			}
+			for _, id := range list {
+				if id <= 0 {
+					t.Errorf("parseNameIDs(%q): id %d", s, id)
+				}
+			}
+		}
+	})
 }
 
 func TestPeople(t *testing.T) {
@@ -422,6 +534,7 @@ func TestStatic(t *testing.T) {
 		{"/demo/demo.css", 200, "text/css", "#state-badge"},
 		{"/demo/realtime.js", 200, "text/javascript", "createRealtime"},
 		{"/demo/common.js", 200, "text/javascript", "from './realtime.js'"},
+		{"/demo/activity.js", 200, "text/javascript", "export function describe"},
 		{"/demo/missing.html", 404, "", ""},
 	}
 	for _, tt := range tests {
@@ -455,7 +568,9 @@ func TestStatic(t *testing.T) {
 func TestStaticReferences(t *testing.T) {
 	t.Parallel()
 	attr := regexp.MustCompile(`(?:src|href)="([^"#?]+)`)
-	imp := regexp.MustCompile(`(?:from|import)\s*\(?\s*'([^']+)'`)
+	// import ... from '...' (over lines), import '...', import('...');
+	// not "from '" in a string of a module's text.
+	imp := regexp.MustCompile(`(?m)(?:^(?:import|export)\b[^;]*?\bfrom|^import|\bimport\()\s*'([^']+)'`)
 	err := fs.WalkDir(staticFiles, "static", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || path == "static/realtime.js" {
 			return err

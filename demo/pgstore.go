@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -474,4 +475,41 @@ func (p pgStore) MayReadStudent(ctx context.Context, user, studentID int64) (boo
 		OR EXISTS (SELECT 1 FROM students s JOIN class_teachers ct ON ct.class_id = s.class_id
 		           WHERE s.id = $2 AND ct.teacher_id = $1)`, []any{user, studentID}, &ok)
 	return ok, err
+}
+
+// nameSQLs select (id, name) of the ids $1, by kind (nameKinds).
+var nameSQLs = map[string]string{
+	"users":     `SELECT u.id, ` + nameSQL + ` FROM users u WHERE u.id = ANY($1)`,
+	"students":  `SELECT s.id, ` + nameSQL + ` FROM students s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1)`,
+	"exams":     `SELECT id, title FROM exams WHERE id = ANY($1)`,
+	"classes":   `SELECT id, name FROM classes WHERE id = ANY($1)`,
+	"terms":     `SELECT id, name || ' ' || session FROM academic_terms WHERE id = ANY($1)`,
+	"vacancies": `SELECT id, title FROM vacancies WHERE id = ANY($1)`,
+}
+
+func (p pgStore) Names(ctx context.Context, ids map[string][]int64) (Names, error) {
+	type named struct {
+		id   int64
+		name string
+	}
+	out := Names{}
+	for _, kind := range nameKinds {
+		want := ids[kind]
+		if len(want) == 0 {
+			continue
+		}
+		rows, err := collect(ctx, p.db, kind+" names", func(row pgx.CollectableRow) (named, error) {
+			var n named
+			return n, row.Scan(&n.id, &n.name)
+		}, nameSQLs[kind], want)
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]string, len(rows))
+		for _, n := range rows {
+			m[strconv.FormatInt(n.id, 10)] = n.name
+		}
+		out[kind] = m
+	}
+	return out, nil
 }

@@ -33,7 +33,19 @@ type store interface {
 	// student: the student themself, a linked parent, or a teacher of the
 	// student's class.
 	MayReadStudent(ctx context.Context, user, studentID int64) (bool, error)
+	// Names returns the names or titles of the ids asked for, by kind (the
+	// keys of nameKinds); ids that do not exist are left out.
+	Names(ctx context.Context, ids map[string][]int64) (Names, error)
 }
+
+// nameKinds are the kinds of GET /demo/api/names: the ids events carry
+// (actors, student_id, exam_id, class_id, term_id, vacancy_id) whose
+// names the activity feed shows.
+var nameKinds = []string{"users", "students", "exams", "classes", "terms", "vacancies"}
+
+// Names is GET /demo/api/names: for each kind asked for, id -> name (a
+// person's full name; an exam's, vacancy's title; a class's, term's name).
+type Names map[string]map[string]string
 
 // User is one row of users, as the token endpoint needs it.
 type User struct {

@@ -5,7 +5,7 @@
 // integration/browser_test.go (go test ./integration -run TestBrowser).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Server, WAIT, db, duplicateTestIds, env, launch, one, open, waitCount } from './lib.mjs';
+import { PHONE, Server, WAIT, db, duplicateTestIds, env, launch, layoutProblems, one, open, waitCount } from './lib.mjs';
 
 let server;
 let pool;
@@ -92,10 +92,14 @@ async function submitSitting(id) {
     updated_at = now() WHERE id = $1`, [id]);
 }
 
-// markAttendance marks a student on the day after their latest mark.
+// A school day after every mark so far: a mark on it is on the latest day
+// of its class, the day the teacher's dashboard shows.
+const nextDay = `coalesce((SELECT max(date) FROM attendance), current_date) + 1`;
+
+// markAttendance marks a student on a day after every mark so far.
 async function markAttendance(studentId, status, markedBy) {
   const r = await one(pool, `INSERT INTO attendance (student_id, class_id, date, status, marked_by)
-    SELECT s.id, s.class_id, coalesce((SELECT max(date) FROM attendance WHERE student_id = s.id), current_date) + 1, $2, $3
+    SELECT s.id, s.class_id, ${nextDay}, $2, $3
     FROM students s WHERE s.id = $1 RETURNING id, date::text`, [studentId, status, markedBy]);
   return { id: String(r.id), date: r.date };
 }
@@ -108,6 +112,135 @@ async function createUser(role = 'teacher') {
     VALUES ($1, 'x', 'Ada', $2, $3) RETURNING id`, [`e2e-${tag}@example.test`, `Browser ${userSeq}`, role]);
   return String(r.id);
 }
+
+// inTx runs fn(client) in one transaction whose changes actor (a user id)
+// makes, as the school's app names it (cdc.actor: cmd/school-sim,
+// docs/config.md), and returns fn's result with tx, the transaction's id
+// as events carry it (txId: the 32-bit xid).
+async function inTx(actor, fn) {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    if (actor) await c.query(`SELECT pg_logical_emit_message(true, 'cdc.actor', $1::text)`, [String(actor)]);
+    const result = await fn(c);
+    const { rows } = await c.query('SELECT (txid_current() % 4294967296)::text AS xid');
+    await c.query('COMMIT');
+    return { ...result, tx: rows[0].xid };
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    c.release();
+  }
+}
+
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+// said waits until the dashboard's activity feed has one line for
+// transaction tx, made of exactly types (when given), whose words match
+// want (a string: the whole line; or a RegExp), and returns them.
+async function said(d, tx, want, types) {
+  const feed = d.$('event-feed');
+  const line = feed.getByTestId(`activity-tx${tx}`);
+  await line.waitFor();
+  const re = typeof want === 'string' ? new RegExp(`^${esc(want)}$`) : want;
+  const deadline = Date.now() + WAIT;
+  let text;
+  let got;
+  for (;;) {
+    text = (await line.locator('.say').innerText()).trim();
+    got = (await line.getAttribute('data-types')).split(' ').sort().join(' ');
+    if (re.test(text) && (!types || got === [...types].sort().join(' '))) break;
+    if (Date.now() > deadline) {
+      throw new Error(`${d.page.url()}: activity line of tx ${tx} says "${text}" (events: ${got}), want ${re}${types ? ` of ${types.join(' ')}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await waitCount(feed.locator(`[data-tx="${tx}"]`), 1);
+  return text;
+}
+
+scenario('the activity feed says who did what, in names, one line per action', async () => {
+  const s = await one(pool, `
+    SELECT e.id AS exam_id, e.title, e.class_id, ct.teacher_id, s.id AS student_id, s.user_id AS student_user,
+      ps.parent_id, su.first_name || ' ' || su.last_name AS student_name, tu.first_name || ' ' || tu.last_name AS teacher_name
+    FROM exams e
+    JOIN class_teachers ct ON ct.class_id = e.class_id
+    JOIN students s ON s.class_id = e.class_id AND s.status = 'active'
+    JOIN parent_students ps ON ps.student_id = s.id
+    JOIN users su ON su.id = s.user_id
+    JOIN users tu ON tu.id = ct.teacher_id
+    WHERE e.status = 'published'
+      AND NOT EXISTS (SELECT 1 FROM exam_sessions x WHERE x.exam_id = e.id AND x.student_id = s.id)
+    ORDER BY ct.is_form_teacher DESC, ct.teacher_id, e.id, s.id, ps.parent_id LIMIT 1`);
+  const teacher = await page(`/demo/teacher.html?user=${s.teacher_id}`);
+  const parent = await page(`/demo/parent.html?user=${s.parent_id}`);
+  const student = await page(`/demo/student.html?user=${s.student_user}`);
+  await teacher.waitSubscribed([`class:${s.class_id}`, `exam:${s.exam_id}`]);
+  for (const d of [parent, student]) await d.waitSubscribed([`student:${s.student_id}`]);
+
+  // The student starts the exam: exam.started and examSession.started of
+  // one row, in one transaction, on the same channels.
+  const started = await inTx(s.student_user, async (c) => {
+    const { rows } = await c.query(`INSERT INTO exam_sessions (exam_id, student_id, class_id) VALUES ($1, $2, $3) RETURNING id`,
+      [s.exam_id, s.student_id, s.class_id]);
+    return { id: String(rows[0].id) };
+  });
+  const both = ['exam.started', 'examSession.started'];
+  await said(teacher, started.tx, `${s.student_name} started ${s.title}`, both);
+  await said(parent, started.tx, `${s.student_name} started ${s.title}`, both);
+  await said(student, started.tx, `You started ${s.title}`, both);
+
+  // Autosaves: one line for the sitting's progress, the latest.
+  const ticks = [];
+  for (const progress of [30, 60]) {
+    ticks.push(await inTx(s.student_user, (c) => c.query('UPDATE exam_sessions SET progress = $2 WHERE id = $1', [started.id, progress])));
+  }
+  await said(teacher, ticks[1].tx, `${s.student_name} is 60% through ${s.title}`, ['examSession.progress']);
+  await waitCount(teacher.$('event-feed').locator(`[data-type="examSession.progress"][data-rows~="exam_sessions/${started.id}"]`), 1);
+
+  // Handing it in: exam.submitted and examSession.completed.
+  const submitted = await inTx(s.student_user, (c) => c.query(`UPDATE exam_sessions SET status = 'submitted', progress = 100,
+    submitted_at = now() WHERE id = $1`, [started.id]));
+  const handedIn = ['exam.submitted', 'examSession.completed'];
+  await said(teacher, submitted.tx, `${s.student_name} handed in ${s.title}`, handedIn);
+  await said(parent, submitted.tx, `${s.student_name} handed in ${s.title}`, handedIn);
+  await said(student, submitted.tx, `You handed in ${s.title}`, handedIn);
+
+  // The teacher marks the student late: their own words, and the parent's.
+  const marked = await inTx(s.teacher_id, (c) => c.query(`INSERT INTO attendance (student_id, class_id, date, status, marked_by)
+    SELECT s.id, s.class_id, ${nextDay}, 'late', $2 FROM students s WHERE s.id = $1`, [s.student_id, s.teacher_id]));
+  await said(teacher, marked.tx, new RegExp(`^You marked ${esc(s.student_name)} late on \\S.*$`), ['attendance.marked']);
+  await said(parent, marked.tx, new RegExp(`^${esc(s.teacher_name)} marked ${esc(s.student_name)} late on \\S.*$`), ['attendance.marked']);
+  await said(student, marked.tx, new RegExp(`^${esc(s.teacher_name)} marked you late on \\S.*$`), ['attendance.marked']);
+
+  // No line shows an event type, a channel, a table or an id.
+  for (const d of [teacher, parent, student]) {
+    const text = await d.$('event-feed').innerText();
+    assert.doesNotMatch(text, /\b[a-z]+[A-Z]?[a-z]*\.[a-z_]+[A-Za-z]*\b|\b(student|class|exam|user):\d+|exam_sessions|\bstudent \d+/, `${d.page.url()}:\n${text}`);
+  }
+  await teacher.shot('teacher-activity');
+  await parent.shot('parent-activity');
+});
+
+scenario('an admission is one line on the admin dashboard: who admitted whom into which class', async () => {
+  const admin = await page('/demo/admin.html?user=1');
+  await admin.waitSubscribed(['table:users', 'table:students']);
+  const actor = await one(pool, `SELECT id, first_name || ' ' || last_name AS name FROM users WHERE id = 2`);
+  const cls = await one(pool, `SELECT id, name FROM classes WHERE is_active ORDER BY id LIMIT 1`);
+  const last = `Admitted${process.pid}${Date.now() % 100000}`;
+  // As the admissions office does it (cmd/school-sim admitStudent): the
+  // account, the student record, then the class, in one transaction.
+  const admitted = await inTx(actor.id, async (c) => {
+    const u = await c.query(`INSERT INTO users (email, password_hash, first_name, last_name, role)
+      VALUES ($1, '!', 'Ada', $2, 'student') RETURNING id`, [`${last.toLowerCase()}@students.example.test`, last]);
+    const st = await c.query(`INSERT INTO students (user_id, admission_number) VALUES ($1, $2) RETURNING id`, [u.rows[0].id, `E2E/${last}`]);
+    await c.query(`UPDATE students SET class_id = $2 WHERE id = $1`, [st.rows[0].id, cls.id]);
+    return {};
+  });
+  await said(admin, admitted.tx, `${actor.name} admitted Ada ${last} into ${cls.name}`, ['user.created', 'student.created', 'student.enrolled']);
+  await admin.shot('admin-admission');
+});
 
 scenario('student submits an exam: the teacher dashboard shows it without a reload', async () => {
   const s = await sitting();
@@ -219,14 +352,14 @@ scenario('broadcaster killed and restarted: the open page catches up, no duplica
   // The events of the downtime came as events, once each: the restarted
   // serve rebuilt its log from the slot with the same event ids, so the
   // page resumed from its cursor (docs/protocol.md) rather than being
-  // reset. The feed keeps one row per eventId: a change sent twice under
-  // two ids would show twice, a lost one not at all.
+  // reset. The feed keeps one line per transaction and shows an eventId
+  // once: a change sent twice under two ids would show twice, a lost one
+  // not at all.
   const feed = teacher.$('event-feed');
   for (const id of [seen, missed]) {
-    const rows = feed.locator('[data-type="exam.submitted"]').filter({ hasText: new RegExp(`exam_sessions ${id}(\\s|$)`) });
-    await waitCount(rows, 1);
+    await waitCount(feed.locator(`[data-type="exam.submitted"][data-rows~="exam_sessions/${id}"]`), 1);
   }
-  await waitCount(feed.locator('[data-type="attendance.marked"]').filter({ hasText: new RegExp(`attendance ${mark.id}(\\s|$)`) }), 1);
+  await waitCount(feed.locator(`[data-type="attendance.marked"][data-rows~="attendance/${mark.id}"]`), 1);
   assert.equal(await teacher.page.evaluate(() => window.__e2e), 'same page', 'the teacher page was reloaded');
   console.log(`badge while serve was down: ${stateWhileDown}; serve restarted in ${restartMs} ms`);
   await teacher.shot('teacher-after-restart');
@@ -322,4 +455,54 @@ scenario('a screenshot of each dashboard', async () => {
     assert.notEqual(((await d.$('who').textContent()) ?? '').trim(), '', `${name}: no name in [data-testid=who]`);
     await d.shot(name);
   }
+});
+
+scenario('on a 390 px phone every dashboard fits: no sideways scroll, stacked tables, finger-sized controls', async () => {
+  // A parent's child in a class with a published exam the child has not sat.
+  const s = await one(pool, `
+    SELECT e.id AS exam_id, e.class_id, ct.teacher_id, s.id AS student_id, s.user_id AS student_user, ps.parent_id
+    FROM exams e
+    JOIN class_teachers ct ON ct.class_id = e.class_id
+    JOIN students s ON s.class_id = e.class_id AND s.status = 'active'
+    JOIN parent_students ps ON ps.student_id = s.id
+    WHERE e.status = 'published'
+      AND NOT EXISTS (SELECT 1 FROM exam_sessions x WHERE x.exam_id = e.id AND x.student_id = s.id)
+    ORDER BY ct.is_form_teacher DESC, ct.teacher_id, e.id, s.id, ps.parent_id LIMIT 1`);
+  // Rows in every table: a sitting handed in and graded, a mark.
+  const id = await startSitting(s);
+  await submitSitting(id);
+  await pool.query(`INSERT INTO exam_results (exam_id, student_id, score, grade, graded_by) VALUES ($1, $2, 41.5, 'B2', $3)
+    ON CONFLICT DO NOTHING`, [s.exam_id, s.student_id, s.teacher_id]);
+  await markAttendance(s.student_id, 'absent', s.teacher_id);
+  const opened = [];
+  for (const [name, path, live] of [
+    ['picker', '/demo/', false],
+    ['teacher', `/demo/teacher.html?user=${s.teacher_id}`, true],
+    ['student', `/demo/student.html?user=${s.student_user}`, true],
+    ['parent', `/demo/parent.html?user=${s.parent_id}`, true],
+    ['admin', '/demo/admin.html?user=1', true],
+  ]) opened.push([name, await page(path, { live, device: PHONE })]);
+  // A change while they are open, so that each feed has a line.
+  for (const [name, d] of opened) {
+    if (name === 'teacher') await d.waitSubscribed([`class:${s.class_id}`]);
+    else if (name === 'admin') await d.waitSubscribed(['table:attendance']);
+    else if (name !== 'picker') await d.waitSubscribed([`student:${s.student_id}`]);
+  }
+  const marked = await markAttendance(s.student_id, 'late', s.teacher_id);
+  for (const [name, d] of opened) {
+    if (name !== 'picker') await d.$('event-feed').locator(`[data-rows~="attendance/${marked.id}"]`).waitFor();
+  }
+  const problems = [];
+  for (const [name, d] of opened) {
+    for (const problem of await layoutProblems(d.page, PHONE.viewport.width)) problems.push(`${name}: ${problem}`);
+    if (name !== 'picker') {
+      // A table on a phone is a stack of rows of "heading: value" lines.
+      const row = d.page.locator('tbody tr:visible').first();
+      await row.waitFor();
+      if (await d.page.locator('thead:visible').count()) problems.push(`${name}: table headings shown, not stacked rows`);
+      if (!await row.locator('td[data-label]').count()) problems.push(`${name}: a row's cells without their column's heading`);
+    }
+    await d.shot(`phone-${name}`);
+  }
+  assert.deepEqual(problems, [], `what does not fit a 390 px phone:\n${problems.join('\n')}`);
 });

@@ -220,15 +220,20 @@ export class Dashboard {
   }
 }
 
+/** The browser context of a desktop, and of a phone (390 x 844 CSS px, touch). */
+export const DESKTOP = { viewport: { width: 1280, height: 900 } };
+export const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
 /**
  * open signs in on a fresh context as the page at path (e.g.
  * '/demo/teacher.html?user=10'), with the test knob ?fast=1 (short
  * reconnect backoff, demo/static/common.js), and waits until the page has
  * rendered its data and, unless live is false, until its WebSocket is live.
- * before(context, page) runs before the page is loaded (routes).
+ * before(context, page) runs before the page is loaded (routes); device is
+ * DESKTOP (default) or PHONE.
  */
-export async function open(browser, pathAndQuery, { live = true, before } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+export async function open(browser, pathAndQuery, { live = true, before, device = DESKTOP } = {}) {
+  const context = await browser.newContext(device);
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   const d = new Dashboard(context, page);
@@ -264,4 +269,53 @@ export async function duplicateTestIds(list) {
     for (const n of root.querySelectorAll('[data-testid]')) seen.set(n.dataset.testid, (seen.get(n.dataset.testid) ?? 0) + 1);
     return [...seen].filter(([, c]) => c > 1).map(([id, c]) => `${id} x${c}`);
   });
+}
+
+/**
+ * layoutProblems lists what does not fit a screen width CSS px wide: the
+ * document scrolling sideways (or, on a phone, the browser zooming out to
+ * show it all), elements reaching past the width (unless a container that
+ * fits clips them), containers that scroll sideways inside, and controls
+ * (links, buttons, inputs) smaller than 44 x 44 CSS px, a fingertip. Empty
+ * when the page fits.
+ */
+export async function layoutProblems(page, width) {
+  return page.evaluate((vw) => {
+    const name = (n) => {
+      const id = n.dataset?.testid ?? n.id;
+      return `${n.tagName.toLowerCase()}${id ? `#${id}` : ''}${n.className && typeof n.className === 'string' ? `.${n.className.trim().split(/\s+/).join('.')}` : ''}`;
+    };
+    const path = (n) => {
+      const parts = [];
+      for (let p = n; p && p !== document.body && parts.length < 4; p = p.parentElement) parts.unshift(name(p));
+      return parts.join(' > ');
+    };
+    const problems = [];
+    if (window.innerWidth !== vw) problems.push(`window.innerWidth ${window.innerWidth}, not ${vw}: the page is zoomed out to fit`);
+    if (document.documentElement.scrollWidth > vw) problems.push(`document.documentElement.scrollWidth ${document.documentElement.scrollWidth} > ${vw}`);
+    if (document.body.scrollWidth > vw) problems.push(`document.body.scrollWidth ${document.body.scrollWidth} > ${vw}`);
+    for (const n of document.body.querySelectorAll('*')) {
+      const r = n.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      const style = getComputedStyle(n);
+      if (style.visibility === 'hidden') continue;
+      if (r.right > vw + 0.5 || r.left < -0.5) {
+        let clipped = false;
+        for (let p = n.parentElement; p && p !== document.body; p = p.parentElement) {
+          if (getComputedStyle(p).overflowX === 'visible') continue;
+          const pr = p.getBoundingClientRect();
+          if (pr.right <= vw + 0.5 && pr.left >= -0.5) clipped = true;
+          break;
+        }
+        if (!clipped) problems.push(`${path(n)} spans x ${Math.round(r.left)}..${Math.round(r.right)} of ${vw}`);
+      }
+      if (['auto', 'scroll'].includes(style.overflowX) && n.scrollWidth > n.clientWidth + 1) {
+        problems.push(`${path(n)} scrolls sideways (${n.scrollWidth} in ${n.clientWidth})`);
+      }
+      if (n.matches('a[href], button, input, select, textarea, [role="button"]') && (r.height < 44 || r.width < 44)) {
+        problems.push(`${path(n)} is ${Math.round(r.width)} x ${Math.round(r.height)}, under 44 x 44 for a finger`);
+      }
+    }
+    return problems.length > 20 ? [...problems.slice(0, 20), `and ${problems.length - 20} more`] : problems;
+  }, width);
 }

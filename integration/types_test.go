@@ -28,6 +28,13 @@ import (
 // code and the compiler's output.
 func tsc(t *testing.T, dir string, files ...string) (int, string) {
 	t.Helper()
+	return tscWith(t, dir, nil, files...)
+}
+
+// tscWith is tsc with compiler options added or changed (the adapter
+// needs the DOM's lib).
+func tscWith(t *testing.T, dir string, opts map[string]any, files ...string) (int, string) {
+	t.Helper()
 	bin := filepath.Join(repoRoot, "client", "node_modules", ".bin", "tsc")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("no TypeScript compiler at %s (cd client && npm ci): %v", bin, err)
@@ -39,6 +46,9 @@ func tsc(t *testing.T, dir string, files ...string) (int, string) {
 			"types": []string{}, "lib": []string{"ES2022"}, "skipDefaultLibCheck": true,
 		},
 		"files": files,
+	}
+	for k, v := range opts {
+		cfg["compilerOptions"].(map[string]any)[k] = v
 	}
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(filepath.Join(dir, "tsconfig.json"), b, 0o644); err != nil {
@@ -298,6 +308,32 @@ func TestTypesExampleSchool(t *testing.T) {
 	}
 	if len(errs) != len(want) {
 		t.Errorf("%d errors, want %d:\n%s", len(errs), len(want), output)
+	}
+
+	// The declarations plug into the adapter itself (its built package,
+	// client/dist, as an app imports it), as its README shows: a right
+	// field compiles, a wrong one does not.
+	adapter := filepath.Join(repoRoot, "client", "dist", "index.js")
+	use := func(body string) string {
+		return "import { createRealtime } from '" + adapter + "';\n" +
+			"import type { Channel, Events } from './realtime-events';\n" +
+			"const rt = createRealtime<Events, Channel>({ url: 'ws://localhost/ws', getToken: () => 't' });\n" +
+			"const sub = rt.subscribe(['exam:7']);\n" + body + "\n"
+	}
+	for name, src := range map[string]string{
+		"adapter-good.ts":  use("sub.on('exam.graded', (e) => { const s: number | string = e.data.score; void s; });"),
+		"adapter-wrong.ts": use("sub.on('exam.graded', (e) => { void e.data.remarks; });"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dom := map[string]any{"lib": []string{"ES2022", "DOM"}, "skipLibCheck": true}
+	if code, output := tscWith(t, dir, dom, "adapter-good.ts"); code != 0 {
+		t.Errorf("the generated types with the adapter: a right field does not compile:\n%s", output)
+	}
+	if code, output := tscWith(t, dir, dom, "adapter-wrong.ts"); code == 0 || !strings.Contains(output, "'remarks'") {
+		t.Errorf("the generated types with the adapter: a wrong field compiled (exit %d):\n%s", code, output)
 	}
 }
 

@@ -213,19 +213,7 @@ func TestWriterFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "b's event", func() bool { return b.Confirmable() == broadcaster.MaxLSN })
-	f := NewFollower(st, 100, o)
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- f.Run(fctx) }()
-	defer func() { cancel(); <-done }()
-	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
-	got, _, err := f.Since(broadcaster.Cursor{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
-		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
-	}
+	expectStream(t, st, o, all)
 }
 
 // TestWriterSurvivesServerRestart: publishes that fail while the server is
@@ -284,19 +272,7 @@ func TestWriterSurvivesServerRestart(t *testing.T) {
 		}
 	}
 	waitUntil(t, "everything acknowledged", func() bool { return w.Confirmable() == broadcaster.MaxLSN })
-	f := NewFollower(st, 100, o)
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- f.Run(fctx) }()
-	defer func() { cancel(); <-done }()
-	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
-	got, _, err := f.Since(broadcaster.Cursor{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
-		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
-	}
+	expectStream(t, st, o, all)
 }
 
 func mustJSON(t *testing.T, ev broadcaster.Event) []byte {
@@ -405,25 +381,13 @@ func TestWriterTerms(t *testing.T) {
 		t.Fatalf("append after End: %v, want ErrNotLeader", err)
 	}
 
-	f := NewFollower(st, 1000, o)
-	fctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- f.Run(fctx) }()
-	defer func() { cancel(); <-done }()
-	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
-	got, _, err := f.Since(broadcaster.Cursor{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
-		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
-	}
+	expectStream(t, st, o, all)
 	// From the stream too (older than a small cache).
 	small := NewFollower(st, 2, o)
 	if err := small.Prime(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err = small.streamSince(ctx, all[0].ID, 0)
+	got, _, err := small.streamSince(ctx, all[0].ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,5 +429,24 @@ func TestPrimeStartsAtTheCache(t *testing.T) {
 	got, _, err := f.Since(all[len(all)-13].ID, 0)
 	if err != nil || len(got) < 2 || got[0].ID != all[len(all)-12].ID {
 		t.Fatalf("since before the cache: %v %v", ids(got), err)
+	}
+}
+
+// expectStream follows the stream with a new Follower and checks that it
+// holds exactly the events all, in order (markers and fences skipped).
+func expectStream(t *testing.T, st jetstream.Stream, o Options, all []broadcaster.Event) {
+	t.Helper()
+	f := NewFollower(st, 1000, o)
+	fctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the follower at the end", func() bool { return f.Head() == all[len(all)-1].ID })
+	got, _, err := f.Since(broadcaster.Cursor{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
+		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
 	}
 }

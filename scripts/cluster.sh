@@ -12,25 +12,18 @@
 #                   (client, route and monitoring), store dirs in the temp dir
 #   cdc-broadcaster check            once, the database and the bus
 #   node 1          serve --role all on CLUSTER_PORT       (default 8080)
-#   node 2          serve --role gateway on CLUSTER_PORT+1 (8081)
-#   node 3          serve --role gateway on CLUSTER_PORT+2 (8082)
+#   node 2          serve --role all on CLUSTER_PORT+1     (8081), a standby reader
+#   node 3          serve --role all on CLUSTER_PORT+2     (8082), a standby reader
 #   school-sim      against the database
 # Every node has server.demo on: its dashboards are at
 # http://localhost:<port>/demo/. Ctrl-C stops everything, the NATS servers
 # and PostgreSQL too, and deletes the temp dir.
 #
-# Why nodes 2 and 3 are gateways, not `all` (standby readers) as in
-# docs/cluster.md: reader failover does not exist yet (docs/operations.md,
-# Running a cluster), and run as `all` they are standbys only in that
-# PostgreSQL refuses them the slot while node 1 holds it (SQLSTATE 55006,
-# "is active for PID"; a WARN and a retry with backoff, up to 30 s). Worse,
-# each retry that finds the slot moved on by node 1 logs two ERRORs, "the
-# replication slot resumes past what was delivered: changes in between were
-# skipped" although nothing was: false alarms (six a minute per node, seen).
-# Node 1 is the one reader, as operations.md advises until failover lands.
-# CLUSTER_OTHERS_ROLE=all runs nodes 2 and 3 as `all` to watch that (kill
-# node 1's pid and one of them takes the slot within its backoff); make it
-# the default once reader failover exists.
+# Every node is a reader candidate (docs/operations.md, Reader election and
+# failover): node 1 starts first and leads, nodes 2 and 3 stand by. Kill
+# node 1's pid and one of them takes the slot over within a second (its log
+# says "reader: leading"), the dashboards on every node go on.
+# CLUSTER_OTHERS_ROLE=gateway runs nodes 2 and 3 as gateways only.
 #
 # Everything listens on 127.0.0.1 only: server.demo mints a token for
 # anyone who asks.
@@ -41,7 +34,7 @@
 #   CLUSTER_DURATION=N   stop by itself after N seconds (a smoke test)
 #   CLUSTER_RATE=R       simulated changes per second (default 2)
 #   CLUSTER_KEEP=1       keep the temp dir (configs, logs, stores) after stopping
-#   CLUSTER_OTHERS_ROLE=R  serve --role of nodes 2 and 3: gateway (default) or all
+#   CLUSTER_OTHERS_ROLE=R  serve --role of nodes 2 and 3: all (default) or gateway
 #
 # Checked by hand (CLUSTER_DURATION=40 make cluster, in another terminal
 # while it runs; T is the temp dir it prints):
@@ -70,7 +63,7 @@ CLUSTER_DURATION=${CLUSTER_DURATION:-}
 CLUSTER_RATE=${CLUSTER_RATE:-2}
 CLUSTER_KEEP=${CLUSTER_KEEP:-}
 CLUSTER_PORT=${CLUSTER_PORT:-8080}
-CLUSTER_OTHERS_ROLE=${CLUSTER_OTHERS_ROLE:-gateway}
+CLUSTER_OTHERS_ROLE=${CLUSTER_OTHERS_ROLE:-all}
 NODES=3
 STREAM=CDC_EVENTS
 
@@ -82,7 +75,7 @@ if ! [[ "$CLUSTER_PORT" =~ ^[0-9]+$ ]] || [ "$CLUSTER_PORT" -lt 1 ] || [ "$CLUST
 fi
 case "$CLUSTER_OTHERS_ROLE" in
 gateway | all) ;;
-*) die "CLUSTER_OTHERS_ROLE=$CLUSTER_OTHERS_ROLE: want gateway or all" ;;
+*) die "CLUSTER_OTHERS_ROLE=$CLUSTER_OTHERS_ROLE: want all or gateway" ;;
 esac
 command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/doc/install)"
 
@@ -318,9 +311,9 @@ NODE_LINES="" URL_LINES=""
 for i in $(seq 1 "$NODES"); do
 	role="serve --role ${NODE_ROLE[i]}"
 	if [ "$i" -eq 1 ]; then
-		role="$role, the reader"
+		role="$role, the leading reader"
 	elif [ "${NODE_ROLE[i]}" = all ]; then
-		role="$role, a reader refused the slot"
+		role="$role, a standby reader"
 	fi
 	NODE_LINES="$NODE_LINES  node $i         pid ${SERVE_PIDS[i - 1]}, $role, config $TMP/node$i.yaml, log $TMP/node$i.log"$'\n'
 	URL_LINES="$URL_LINES    node $i   http://localhost:${NODE_PORT[i]}/demo/"$'\n'

@@ -8,10 +8,13 @@
 # school (migrations/), then runs
 #   cdc-broadcaster check            once, to show the config fits the schema
 #   cdc-broadcaster serve            in the background, with server.demo on:
-#                                    the dashboards at /demo/ (log in the temp dir)
-#   cdc-broadcaster tail             in the foreground: one line per event
-#   school-sim                       in the background (log in the temp dir)
-# Ctrl-C stops everything, stops the cluster and deletes the temp dir.
+#                                    the dashboards at /demo/
+#   cdc-broadcaster tail             in the foreground: one line per event,
+#                                    as it happens (format_events, scripts/lib.sh)
+#   school-sim                       in the background
+# Their logs go to .tmp/demo/ (serve.log, tail.log, sim.log; postgres.log is
+# copied there on exit), replaced by the next run. Ctrl-C stops everything,
+# stops the cluster and deletes the temp dir; the logs stay.
 #
 # server.demo mints a token for anyone who asks: the demo listens on
 # 127.0.0.1 only, unless DEMO_HOST says otherwise.
@@ -23,7 +26,9 @@
 #                     open the dashboards from another machine)
 #   DEMO_DURATION=N   stop by itself after N seconds (a smoke test)
 #   DEMO_RATE=R       simulated changes per second (default 2)
-#   DEMO_KEEP=1       keep the temp dir (logs) after stopping
+#   DEMO_KEEP=1       keep the temp dir (database, config) after stopping
+#   DEMO_LOG_DIR=D    where the logs go (default .tmp/demo)
+#   BIN_DIR=D         where the binaries are built (default bin)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +44,7 @@ DEMO_RATE=${DEMO_RATE:-2}
 DEMO_KEEP=${DEMO_KEEP:-}
 DEMO_PORT=${DEMO_PORT:-8080}
 DEMO_HOST=${DEMO_HOST:-127.0.0.1}
+DEMO_LOG_DIR=${DEMO_LOG_DIR:-$ROOT/.tmp/demo}
 
 if [ -n "$DEMO_DURATION" ] && ! [[ "$DEMO_DURATION" =~ ^[0-9]+$ ]]; then
 	die "DEMO_DURATION=$DEMO_DURATION: want a whole number of seconds"
@@ -57,6 +63,11 @@ build_binaries
 
 pg_ensure_installed
 
+# -- Logs: kept after the exit, unlike the temp dir --------------------------
+mkdir -p "$DEMO_LOG_DIR"
+LOGS=$(cd "$DEMO_LOG_DIR" && pwd)
+rm -f "$LOGS/serve.log" "$LOGS/tail.log" "$LOGS/sim.log" "$LOGS/postgres.log"
+
 # -- Cleanup: from here on, every exit goes through it ------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cdc-demo.XXXXXX")
 PIDS=()
@@ -72,18 +83,19 @@ cleanup() {
 		[ "${#PIDS[@]}" -gt 1 ] && stop_pids "${PIDS[@]:1}"
 	fi
 	pg_stop "$TMP"
-	if [ -f "$TMP/sim.log" ]; then
-		grep -A 100 '^school-sim:' "$TMP/sim.log" >&2 || true
+	[ -f "$TMP/pg/postgres.log" ] && cp "$TMP/pg/postgres.log" "$LOGS/postgres.log"
+	if [ -f "$LOGS/sim.log" ]; then
+		grep -A 100 '^school-sim:' "$LOGS/sim.log" >&2 || true
 	fi
-	if [ -f "$TMP/serve.log" ]; then
-		say "serve logged $(grep -c 'level=ERROR' "$TMP/serve.log") errors"
+	if [ -f "$LOGS/serve.log" ]; then
+		say "serve logged $(grep -c 'level=ERROR' "$LOGS/serve.log") errors"
 	fi
 	if [ -n "$DEMO_KEEP" ]; then
-		say "kept $TMP (logs in it)"
+		say "kept $TMP (database, config)"
 	else
 		rm -rf "$TMP"
 	fi
-	say "stopped and cleaned up"
+	say "stopped and cleaned up; logs in $LOGS: $(cd "$LOGS" && echo *.log)"
 	exit "$code"
 }
 trap cleanup EXIT
@@ -107,45 +119,36 @@ say "cdc-broadcaster check"
 "$CDCB" check --config "$CONFIG" >&2 || die "check failed"
 
 # -- Programs -----------------------------------------------------------------
-"$CDCB" serve --config "$CONFIG" >"$TMP/serve.log" 2>&1 &
+"$CDCB" serve --config "$CONFIG" >"$LOGS/serve.log" 2>&1 &
 SERVE_PID=$!
 PIDS+=("$SERVE_PID")
-wait_for_log "$TMP/serve.log" "msg=serving" "$SERVE_PID" || die "serve did not start"
+wait_for_log "$LOGS/serve.log" "msg=serving" "$SERVE_PID" || die "serve did not start"
 DEMO_URL="http://$URL_HOST:$DEMO_PORT/demo/"
 if command -v curl >/dev/null 2>&1; then
 	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DEMO_PORT/demo/api/people" || true)
-	[ "$code" = 200 ] || die "serve answers $code on /demo/api/people: is server.demo wired in cmd/cdc-broadcaster/serve.go (demo/README.md)? DEMO_KEEP=1 keeps its log"
+	[ "$code" = 200 ] || die "serve answers $code on /demo/api/people: is server.demo wired in cmd/cdc-broadcaster/serve.go (demo/README.md)? See $LOGS/serve.log"
 fi
 
-# format_events turns tail's JSON lines into "eventType table channels userId"
-# columns, with jq when there is one.
-format_events() {
-	if command -v jq >/dev/null 2>&1; then
-		jq -r --unbuffered '[.event.eventType, .event.table, (.channels | join(",")), ("user=" + (.event.userId // "-"))] | @tsv' |
-			awk -F'\t' '{ printf "%-28s %-15s %-58s %s\n", $1, $2, $3, $4; fflush() }'
-	else
-		cat
-	fi
-}
-
-"$CDCB" tail --config "$CONFIG" 2>"$TMP/tail.log" > >(format_events) &
+"$CDCB" tail --config "$CONFIG" 2>"$LOGS/tail.log" > >(format_events) &
 TAIL_PID=$!
 PIDS+=("$TAIL_PID")
-wait_for_log "$TMP/tail.log" "msg=streaming" "$TAIL_PID" || die "tail did not start"
+wait_for_log "$LOGS/tail.log" "msg=streaming" "$TAIL_PID" || die "tail did not start"
 
-"$SIM" -db "$DB_SIM" -rate "$DEMO_RATE" >"$TMP/sim.log" 2>&1 &
+"$SIM" -db "$DB_SIM" -rate "$DEMO_RATE" >"$LOGS/sim.log" 2>&1 &
 SIM_PID=$!
 PIDS=("$SIM_PID" "${PIDS[@]}") # stopped first
 
 cat >&2 <<EOF
 
 demo: running
-  PostgreSQL     127.0.0.1:$PG_PORT, database school (data in $TMP/pg, log $TMP/pg/postgres.log)
-  serve          pid $SERVE_PID, log $TMP/serve.log
-  tail           pid $TAIL_PID, events below (its log $TMP/tail.log)
-  school-sim     pid $SIM_PID, $DEMO_RATE changes/s, log $TMP/sim.log
+  PostgreSQL     127.0.0.1:$PG_PORT, database school (data in $TMP/pg, log $TMP/pg/postgres.log,
+                 copied to $LOGS on exit)
+  serve          pid $SERVE_PID, log $LOGS/serve.log
+  tail           pid $TAIL_PID, events below (its log $LOGS/tail.log)
+  school-sim     pid $SIM_PID, $DEMO_RATE changes/s, log $LOGS/sim.log
   config         $CONFIG (CDC_AUTH_JWT_SECRET is a random dev secret)
-  $([ -n "$DEMO_DURATION" ] && echo "Stopping by itself after $DEMO_DURATION s; " || true)Ctrl-C stops everything and deletes $TMP.
+  $([ -n "$DEMO_DURATION" ] && echo "Stopping by itself after $DEMO_DURATION s; " || true)Ctrl-C stops everything and deletes $TMP;
+  the logs stay in $LOGS.
 
   Open $DEMO_URL
   and pick someone: a teacher and a student of the same class side by
@@ -161,5 +164,5 @@ if [ -n "$DEMO_DURATION" ]; then
 	say "DEMO_DURATION=$DEMO_DURATION reached"
 else
 	wait "$TAIL_PID" || true
-	say "tail ended; see $TMP/tail.log"
+	say "tail ended; see $LOGS/tail.log"
 fi

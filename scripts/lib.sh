@@ -4,7 +4,8 @@
 #
 #   say MSG, die MSG             a message on stderr; die exits 1
 #   port_busy PORT               something accepts connections on 127.0.0.1:PORT
-#   build_binaries               bin/cdc-broadcaster and bin/school-sim; sets CDCB, SIM
+#   build_binaries               bin/cdc-broadcaster and bin/school-sim (in BIN_DIR
+#                                when set); sets CDCB, SIM
 #   stop_pids PID...             SIGTERM, up to 10 s, then SIGKILL
 #   wait_for_log FILE PAT PID    until FILE shows PAT, or PID dies
 #   school_db_start DIR          pg_start DIR, the example school from migrations/;
@@ -12,6 +13,8 @@
 #   write_demo_config OUT LISTEN ORIGINS
 #                                config.example.yaml with the demo's edits
 #   new_dev_secret               a random HMAC secret on stdout
+#   format_events                `cdc-broadcaster tail`'s JSON lines on stdin as
+#                                columns on stdout, each as soon as it arrives
 
 SAY_AS=${SAY_AS:-script}
 
@@ -26,16 +29,17 @@ port_busy() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# build_binaries builds bin/cdc-broadcaster and bin/school-sim and sets CDCB
-# and SIM to their paths.
+# build_binaries builds bin/cdc-broadcaster and bin/school-sim (in BIN_DIR
+# instead when it is set: the tests' own directory) and sets CDCB and SIM to
+# their paths.
 build_binaries() {
-	local version
-	say "building bin/cdc-broadcaster and bin/school-sim"
+	local version dir=${BIN_DIR:-$ROOT/bin}
+	say "building $dir/cdc-broadcaster and $dir/school-sim"
 	version=$(git describe --always --dirty 2>/dev/null || echo dev)
-	go build -ldflags "-X main.version=$version" -o bin/cdc-broadcaster ./cmd/cdc-broadcaster
-	go build -o bin/school-sim ./cmd/school-sim
-	CDCB="$ROOT/bin/cdc-broadcaster"
-	SIM="$ROOT/bin/school-sim"
+	go build -ldflags "-X main.version=$version" -o "$dir/cdc-broadcaster" ./cmd/cdc-broadcaster
+	go build -o "$dir/school-sim" ./cmd/school-sim
+	CDCB="$dir/cdc-broadcaster"
+	SIM="$dir/school-sim"
 }
 
 # stop_pids PID... sends SIGTERM, waits up to 10 s, then SIGKILL.
@@ -120,4 +124,37 @@ write_demo_config() {
 # new_dev_secret prints a random 32-byte HMAC secret in hex.
 new_dev_secret() {
 	od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
+}
+
+# format_events turns `cdc-broadcaster tail`'s JSON lines
+# ({"channels":[...],"event":{"eventId":...,"eventType":...,"table":...,
+# ...,"userId":...,"txId":N}}, cmd/cdc-broadcaster/tail.go) into columns:
+# eventType, table, channels, user=userId ("-" for none). A line of another
+# shape passes through unchanged.
+#
+# Bash alone, and no awk: on a pipe, bash's read takes one byte at a time
+# and returns at the newline, and printf is a builtin whose output bash
+# flushes at once, so each event is printed as it arrives. Debian's awk is
+# mawk, which reads a pipe a 4 KiB block at a time and waits for the block
+# to fill (stdbuf cannot change that: mawk calls read(2) itself; `mawk -W
+# interactive` would, but it is mawk's own option, and awk may be another
+# awk): the demo's feed stalled for tens of seconds, then came in a burst.
+# Nor is jq needed, which Debian does not install by default.
+format_events() {
+	local line head user channels
+	head='^\{"channels":\[([^]]*)\],"event":\{"eventId":"[^"]*","cursor":"[^"]*","eventType":"([^"\\]*)","table":"([^"\\]*)",'
+	user='"userId":"([^"\\]*)","txId":[0-9]+\}\}$'
+	while IFS= read -r line || [ -n "$line" ]; do
+		if [[ $line =~ $head ]]; then
+			channels=${BASH_REMATCH[1]//\"/}
+			printf '%-28s %-15s %-58s user=' "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" "$channels"
+			if [[ $line =~ $user ]]; then
+				printf '%s\n' "${BASH_REMATCH[1]}"
+			else
+				printf -- '-\n'
+			fi
+		else
+			printf '%s\n' "$line"
+		fi
+	done
 }

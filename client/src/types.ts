@@ -63,9 +63,10 @@ export type EventHandler<T = Row> = (event: RealtimeEvent<T>, channels: string[]
 /**
  * What each event type carries, by event type: the shape of the file that
  * `cdc-broadcaster types` generates (`export interface Events {...}`).
- * `operation` lists the operations the type is emitted for (default: any).
+ * `operation` lists the operations the type is emitted for (default: any);
+ * a type emitted only for TRUNCATE has no `data` (`data?: undefined`).
  */
-export type EventTypes = Record<string, { operation?: Operation; data: object }>;
+export type EventTypes = Record<string, { operation?: Operation; data?: object | undefined }>;
 
 /**
  * The constraint on a client's `E`: every key an entry of EventTypes. An

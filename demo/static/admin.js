@@ -23,8 +23,8 @@ const counter = (testid, value, label) => el('div', { class: 'counter', testid, 
   el('b', { text: value }), el('span', { text: label }));
 
 async function main() {
-  const { api, rt } = await start(['admin', 'super_admin']);
-  const feed = eventFeed($('#event-feed'), 40);
+  const { me, api, rt } = await start(['admin', 'super_admin']);
+  const feed = eventFeed($('#event-feed'), { api, me, max: 40 });
   const counts = keyedList($('#school-counts'), {
     key: (c) => c.key, render: (c) => counter(`count-${c.key}`, c.value, COUNT_LABELS[c.key] ?? c.key),
   });

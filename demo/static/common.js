@@ -1,8 +1,10 @@
 // common.js: what every dashboard of the demo shares. Sign-in with a demo
 // token, the demo API, the realtime client and its state badge, keyed lists
 // that mark new and changed rows, a debounced refetch, the live activity
-// feed. No framework: the DOM is built with el() and kept by key.
+// feed (its words: activity.js). No framework: the DOM is built with el()
+// and kept by key.
 import { createRealtime } from './realtime.js';
+import { actionKey, describe, nameBook, words } from './activity.js';
 
 export const params = new URLSearchParams(location.search);
 
@@ -213,9 +215,12 @@ function mark(node, cls, ms) {
 
 // keyedList(container, {key, render, empty}) returns update(items). render
 // builds one row's element from an item; empty is an element shown while
-// there are no items.
+// there are no items. The cells of a table's rows get their column's
+// heading as data-label, which a narrow screen shows beside each value
+// (demo.css).
 export function keyedList(container, { key, render, empty }) {
   let first = true;
+  const headings = [...(container.closest?.('table')?.tHead?.rows[0]?.cells ?? [])].map((th) => th.textContent);
   return function update(items) {
     const old = new Map();
     for (const n of container.children) if (n.dataset.key) old.set(n.dataset.key, n);
@@ -229,6 +234,7 @@ export function keyedList(container, { key, render, empty }) {
       let node = old.get(k);
       if (!node || node.dataset.sig !== sig) {
         const fresh = render(item);
+        for (const [i, td] of [...(fresh.cells ?? [])].entries()) if (headings[i] && !td.dataset.label) td.dataset.label = headings[i];
         fresh.dataset.key = k;
         fresh.dataset.sig = sig;
         if (!first) mark(fresh, node ? 'is-changed' : 'is-new', node ? 2000 : 3000);
@@ -279,31 +285,63 @@ export function refetcher(load, delay = 200) {
   return { now: run, schedule };
 }
 
-// eventFeed keeps the latest events in an <ol>, newest first, one per
-// eventId.
-export function eventFeed(list, max = 30) {
-  const seen = new Set();
+// eventFeed keeps the latest actions in an <ol>, newest first: one line
+// per transaction (activity.js says it in words, with names looked up
+// through api), however many events it has and on however many channels
+// they come. A sitting's progress ticks keep one line, the latest. me
+// ({id, studentId}) is "you". Returns add(event, channels).
+export function eventFeed(list, { api, me = {}, max = 30 } = {}) {
+  const seen = new Set(); // eventIds shown, the latest 2000
+  const lines = new Map(); // actionKey -> {events, channels, li}
   const total = $('#event-total');
   let n = 0;
+  const names = nameBook(api, () => lines.forEach(render));
+
+  function render(line) {
+    const { type, parts } = describe(line.events);
+    const rows = [...new Set(line.events.map((e) => `${e.table}/${e.data?.id ?? ''}`))];
+    const li = line.li;
+    li.dataset.type = type;
+    li.dataset.types = line.events.map((e) => e.eventType).join(' ');
+    li.dataset.rows = rows.join(' ');
+    li.dataset.events = String(line.events.length);
+    li.title = `${li.dataset.types} · ${rows.join(' ')} · ${[...line.channels].join(' ')}`;
+    const say = words(parts, names.get, me).map((w) =>
+      (w.tag ? tag(w.tag, w.text) : w.name ? el('b', { text: w.text }) : w.text));
+    li.replaceChildren(el('time', { text: clock(line.events[0].timestamp) }), el('div', { class: 'say' }, say));
+  }
+
+  // progressOf is the sitting whose progress alone a line tells, if so.
+  const progressOf = (line) =>
+    (line.events.every((e) => e.eventType === 'examSession.progress') ? String(line.events[0].data?.id) : null);
+
+  function remove(key) {
+    lines.get(key)?.li.remove();
+    lines.delete(key);
+  }
+
   return function add(event, channels) {
     if (seen.has(event.eventId)) return;
     seen.add(event.eventId);
-    n++;
-    if (total) total.textContent = `${n} received`;
-    const id = event.data?.id ?? '';
-    const li = el('li', { testid: `event-${event.eventId}`, 'data-type': event.eventType },
-      el('time', { text: clock(event.timestamp) }),
-      el('div', {},
-        el('code', { text: event.eventType }), ` ${event.table} ${id}`,
-        event.data?.status ? [' ', tag(event.data.status)] : null,
-        event.data?.progress !== undefined && event.operation === 'UPDATE' ? ` ${event.data.progress}%` : null,
-        el('div', { class: 'ch', text: channels.join(' ') })));
-    list.prepend(li);
-    mark(li, 'is-new', 3000);
-    while (list.children.length > max) {
-      seen.delete(list.lastChild.dataset.testid?.slice(6));
-      list.lastChild.remove();
+    if (seen.size > 2000) seen.delete(seen.values().next().value);
+    const key = actionKey(event);
+    let line = lines.get(key);
+    if (line) {
+      line.events.push(event);
+      channels.forEach((c) => line.channels.add(c));
+      render(line);
+      return;
     }
+    line = { events: [event], channels: new Set(channels), li: el('li', { testid: `activity-${key}`, id: `activity-${key}`, 'data-tx': event.txId }) };
+    const sitting = progressOf(line);
+    if (sitting) for (const [k, l] of lines) if (progressOf(l) === sitting) remove(k);
+    lines.set(key, line);
+    n++;
+    if (total) total.textContent = `${n} ${n === 1 ? 'update' : 'updates'}`;
+    render(line);
+    list.prepend(line.li);
+    mark(line.li, 'is-new', 3000);
+    while (lines.size > max) remove(lines.keys().next().value);
   };
 }
 

@@ -7,7 +7,7 @@ import { studentPanel } from './record.js';
 
 async function main() {
   const { me, api, rt } = await start(['parent']);
-  const feed = eventFeed($('#event-feed'));
+  const feed = eventFeed($('#event-feed'), { api, me });
   const v = await api(`parent/${me.id}`);
   const box = $('#children');
   if (v.children.length === 0) box.append(el('p', { class: 'empty', text: 'No child is linked to this parent.' }));

@@ -7,7 +7,7 @@ import { studentPanel } from './record.js';
 
 async function main() {
   const { me, api, rt } = await start(['student']);
-  const feed = eventFeed($('#event-feed'));
+  const feed = eventFeed($('#event-feed'), { api, me });
   if (me.studentId) {
     studentPanel({
       api, rt, feed, studentId: me.studentId, root: $('#student-panel'),

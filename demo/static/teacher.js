@@ -36,7 +36,7 @@ const classItem = (c) => el('li', { testid: `class-${c.id}`, id: `class-${c.id}`
 
 async function main() {
   const { me, api, rt } = await start(['teacher']);
-  const feed = eventFeed($('#event-feed'));
+  const feed = eventFeed($('#event-feed'), { api, me });
   const sessions = keyedList($('#session-list'), { key: (x) => x.id, render: sessionRow, empty: $('#session-empty') });
   const exams = keyedList($('#exam-list'), { key: (e) => e.id, render: examRow, empty: $('#exam-empty') });
   const tallies = keyedList($('#attendance-classes'), { key: (c) => c.classId, render: classTallyRow });

@@ -49,3 +49,9 @@ plain.subscribe<{ id: number }>(['class:42'], (e) => e.data?.id.toFixed());
 export function score(e: EventOf<Events, 'exam.submitted'>): number | null {
   return e.data.score;
 }
+
+// A type emitted only for TRUNCATE carries no data.
+rt.subscribe(['class:42']).on('class.truncated', (e) => {
+  const none: undefined = e.data;
+  return none;
+});
