@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -89,14 +90,16 @@ func waitReadyz(t *testing.T, n *clusterNode) {
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		resp, err := http.Get("http://" + n.addr + "/readyz")
+		var why []byte
 		if err == nil {
+			why, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not ready within %v (%v)\n%s", n.name, readyTimeout, err, n.proc.stderrTail())
+			t.Fatalf("%s: not ready within %v (%v; /readyz said %s)\n%s", n.name, readyTimeout, err, bytes.TrimSpace(why), n.proc.stderrTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
