@@ -157,6 +157,11 @@ func (f *Follower) follow(ctx context.Context) error {
 	cons, err := f.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   start,
+		// nats.go retries creating an ordered consumer for ever by
+		// default, inside Messages and blind to ctx: a gateway then
+		// waited, not following and not saying why. A few attempts, then
+		// the error, logged, and Run's own retry.
+		MaxResetAttempts: consumerAttempts,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer from %d: %w", start, err)
@@ -285,6 +290,10 @@ func (f *Follower) follow(ctx context.Context) error {
 		}
 	}
 }
+
+// consumerAttempts bounds nats.go's attempts to create (or re-create) an
+// ordered consumer.
+const consumerAttempts = 3
 
 // followHeartbeat is the idle heartbeat a Follower's consumer asks for.
 const followHeartbeat = time.Second
@@ -584,8 +593,9 @@ func (f *Follower) read(ctx context.Context, from, last uint64, limit int) ([]br
 		return out, from+n <= last, nil
 	}
 	cons, err := f.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   from,
+		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:      from,
+		MaxResetAttempts: consumerAttempts,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("natslog: consumer from %d: %w", from, err)

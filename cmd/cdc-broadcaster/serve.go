@@ -185,7 +185,9 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	}
 	ready := func() (bool, string) {
 		if f := evlog.follower; f != nil {
-			if st := f.Status(); !st.Following {
+			if st := f.Status(); !st.Following && st.Err == "" {
+				return false, "not reading the event stream yet"
+			} else if !st.Following {
 				return false, "not reading the event stream: " + st.Err
 			} else if st.Lag > uint64(cfg.Log.CacheEvents) {
 				return false, fmt.Sprintf("%d events behind the event stream, more than log.cache_events", st.Lag)
