@@ -75,7 +75,7 @@ func startSecureServer(t *testing.T, extra string) string {
 // returned within 15 s (a Connect that hangs on bad credentials is a bug).
 func connectBound(t *testing.T, o Options) (*nats.Conn, jetstream.JetStream, error) {
 	t.Helper()
-	o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	o.Logger = slog.New(slog.NewTextHandler(newTestWriter(t), nil))
 	type res struct {
 		nc  *nats.Conn
 		js  jetstream.JetStream

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -94,18 +95,42 @@ func (s *testServer) kill() {
 	}
 }
 
-// testWriter sends a logger's lines to the test's log.
-type testWriter struct{ t *testing.T }
+// testWriter sends a logger's lines to the test's log until the test's
+// cleanups are done: NATS calls its handlers (disconnected, ...) on its
+// own goroutines, also after the connection was closed by a cleanup, when
+// logging to the test would race with its end.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+// newTestWriter returns a testWriter for t. Call it before anything whose
+// cleanup closes a connection: its own cleanup, registered first, runs
+// last.
+func newTestWriter(t *testing.T) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
 }
 
 // open connects and makes sure the stream exists.
 func (s *testServer) open(t *testing.T, stream string) (jetstream.JetStream, jetstream.Stream, Options) {
 	t.Helper()
-	o := Options{URLs: []string{s.url()}, Stream: stream, Create: true, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
+	o := Options{URLs: []string{s.url()}, Stream: stream, Create: true, Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil))}
 	nc, js, err := Connect(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
