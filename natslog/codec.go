@@ -53,15 +53,13 @@ func fenceMsg(prefix string, head broadcaster.Cursor, epoch string) *nats.Msg {
 // tells where the events end), the term's epoch and the node.
 func leaderMarker(prefix string, head broadcaster.Cursor, epoch, node string) *nats.Msg {
 	msg := nats.NewMsg(prefix + "." + leaderToken)
-	msg.Header.Set(nats.MsgIdHdr, markerID(epoch))
+	msg.Header.Set(nats.MsgIdHdr, "leader."+epoch)
 	msg.Header.Set(HeaderCursor, head.String())
 	msg.Header.Set(HeaderWriter, epoch)
 	msg.Header.Set(HeaderNode, node)
 	msg.Data, _ = json.Marshal(map[string]any{"leader": node, "epoch": epoch, "at": time.Now().UTC()})
 	return msg
 }
-
-func markerID(epoch string) string { return "leader." + epoch }
 
 // isMarker reports whether a stream message's subject is a leader
 // marker's or a fence message's: not an event.

@@ -38,8 +38,6 @@ type Follower struct {
 	// seq is the stream sequence of the newest message read into the
 	// cache; last the stream's last sequence when last seen.
 	seq, last uint64
-	// leaders counts the leader markers read (takeovers of the stream).
-	leaders   uint64
 	err       error
 	following bool
 	// created is when the stream was created; resetFloor and resetAt,
@@ -252,7 +250,6 @@ func (f *Follower) follow(ctx context.Context) error {
 			f.mu.Lock()
 			f.seq = meta.Sequence.Stream
 			f.last = max(f.last, meta.Sequence.Stream+meta.NumPending)
-			f.leaders++
 			f.mu.Unlock()
 			if len(msgs) == 0 && len(batch) > 0 {
 				if err := f.Memory.Append(ctx, broadcaster.Batch{Events: batch}); err != nil {

@@ -154,17 +154,7 @@ func TestWriterFenced(t *testing.T) {
 	js, st, o := srv.open(t, "T2")
 	ctx := context.Background()
 	base := time.Now()
-	begin := func() *Writer {
-		w, err := NewWriter(ctx, js, st, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Close)
-		if err := w.Begin(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
+	begin := func() *Writer { return beginWriter(t, js, st, o) }
 	a := begin()
 	var all []broadcaster.Event
 	for i := 1; i <= 2; i++ {
@@ -305,15 +295,7 @@ func TestWriterTerms(t *testing.T) {
 	newTermWriter := func(name string) *Writer {
 		o := o
 		o.Name = name
-		w, err := NewWriter(ctx, js, st, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Close)
-		if err := w.Begin(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return w
+		return beginWriter(t, js, st, o)
 	}
 	var all []broadcaster.Event
 	appendTx := func(w *Writer, i int) error {
@@ -449,4 +431,18 @@ func expectStream(t *testing.T, st jetstream.Stream, o Options, all []broadcaste
 	if fmt.Sprint(ids(got)) != fmt.Sprint(ids(all)) {
 		t.Fatalf("the stream holds %v, want %v", ids(got), ids(all))
 	}
+}
+
+// beginWriter returns a Writer on st that has begun a term.
+func beginWriter(t *testing.T, js jetstream.JetStream, st jetstream.Stream, o Options) *Writer {
+	t.Helper()
+	w, err := NewWriter(context.Background(), js, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	if err := w.Begin(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

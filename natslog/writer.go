@@ -71,7 +71,6 @@ type Writer struct {
 	epoch   string
 	term    bool
 	deposed chan struct{}
-	terms   uint64
 	// takeovers counts the terms that followed another node's.
 	takeovers uint64
 }
@@ -199,7 +198,6 @@ func (w *Writer) Begin(ctx context.Context) error {
 				cancel()
 				w.mu.Lock()
 				w.lastSeq, w.ackedSeq, w.head = last, last, head
-				w.terms++
 				if from != "" && from != w.node {
 					w.takeovers++
 				}
@@ -280,13 +278,6 @@ func (w *Writer) Deposed() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.deposed
-}
-
-// Terms counts the terms Begin started.
-func (w *Writer) Terms() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.terms
 }
 
 // Takeovers counts the terms Begin started after another node's term.
