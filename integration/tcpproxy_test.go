@@ -261,21 +261,7 @@ func (p *tcpProxy) Close() {
 // bytes go both ways, Cut drops open connections, Refuse turns new ones
 // away for its duration only.
 func TestTCPProxy(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
-		}
-	}()
-	p := startTCPProxy(t, echo.Addr().String())
+	p := startTCPProxy(t, startEcho(t))
 
 	roundTrip := func(c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
@@ -333,21 +319,7 @@ func TestTCPProxy(t *testing.T) {
 // on an open one or one made meanwhile; after Heal what was held arrives,
 // in order, and both go on working.
 func TestTCPProxyBlackHole(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
-		}
-	}()
-	p := startTCPProxy(t, echo.Addr().String())
+	p := startTCPProxy(t, startEcho(t))
 	expect := func(c net.Conn, want string, within time.Duration) error {
 		_ = c.SetReadDeadline(time.Now().Add(within))
 		b := make([]byte, len(want))
@@ -417,4 +389,25 @@ func TestTCPProxyBlackHole(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close hung on a black-holed proxy")
 	}
+}
+
+// startEcho starts a local TCP echo server, closed when the test ends, and
+// returns its address.
+func startEcho(t *testing.T) string {
+	t.Helper()
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	return echo.Addr().String()
 }
