@@ -223,6 +223,10 @@ type rsClient struct {
 	resets   []string // reset frames
 	odd      []string // frames a resuming client does not expect
 	drops    []string // why connections ended
+
+	// ready, when set, holds the first subscribe back: the first session
+	// connects, takes its welcome and waits for ready to be closed.
+	ready <-chan struct{}
 }
 
 func newRSClient(t testing.TB, name, token, channel string) *rsClient {
@@ -275,8 +279,16 @@ func (c *rsClient) session(ctx context.Context, wsURL string) error {
 		return fmt.Errorf("no welcome (%v): %s", err, m.Raw)
 	}
 	c.mu.Lock()
-	since := c.last
+	since, ready := c.last, c.ready
+	c.ready = nil
 	c.mu.Unlock()
+	if ready != nil {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	sub := map[string]any{"id": 1, "type": "subscribe", "channels": []string{c.channel}}
 	if since != "" {
 		sub["since"] = since
