@@ -2,10 +2,12 @@ package integration
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,7 +30,7 @@ func TestBenchLastClient(t *testing.T) {
 	if v := benchInts(t, "BENCH_LASTCLIENT_CLIENTS", nil); len(v) > 0 {
 		n = v[0]
 	}
-	rows := 300
+	rows := 1000
 	if v := benchInts(t, "BENCH_LASTCLIENT_ROWS", nil); len(v) > 0 {
 		rows = v[0]
 	}
@@ -78,8 +80,13 @@ func TestBenchLastClient(t *testing.T) {
 				if !clients.waitEvents(int64(20*n), time.Minute) {
 					t.Fatalf("%s %s: warm-up rows reached %d of %d", bin.label, backend, clients.events.Load(), 20*n)
 				}
+				var prof sync.WaitGroup
 				if os.Getenv("BENCH_PROFILE") != "" {
-					go srv.saveProfile(t, "profile?seconds=3", fmt.Sprintf("lastclient-cpu-%s-%s-%d.pprof", bin.label, backend, round))
+					prof.Add(1)
+					go func() {
+						defer prof.Done()
+						srv.saveProfile(t, "profile?seconds=3", fmt.Sprintf("lastclient-cpu-%s-%s-%d.pprof", bin.label, backend, round))
+					}()
 				}
 				cpu0, self0 := cpuSeconds(t, srv.proc.Cmd.Process.Pid), cpuSeconds(t, os.Getpid())
 				for i := range rows {
@@ -98,6 +105,7 @@ func TestBenchLastClient(t *testing.T) {
 				}
 				cpu := (cpuSeconds(t, srv.proc.Cmd.Process.Pid) - cpu0) * 1000 / float64(rows)
 				self := (cpuSeconds(t, os.Getpid()) - self0) * 1000 / float64(rows)
+				prof.Wait()
 				stop()
 				clients.close()
 				srv.proc.Kill(t)
@@ -113,6 +121,7 @@ func TestBenchLastClient(t *testing.T) {
 			}
 		}
 	}
+	ceilingLastClient(t, &report, n, rows)
 	report.WriteString("\nCPU: serve's, and the test process's (the clients and the writer), during the measured rows, per row. The commit time is taken after the INSERT returned, so pg_recvlogical can read a row before it.\n")
 	benchReport(t, "%s", report.String())
 }
@@ -138,4 +147,54 @@ func benchBins(t *testing.T) []benchBin {
 		out = append(out, benchBin{label, path})
 	}
 	return out
+}
+
+// ceilingLastClient is the same sequence with the ceiling program: one
+// frame to the n clients, the next once every client read it; the time
+// from the request to the last client reading the frame.
+func ceilingLastClient(t *testing.T, report *strings.Builder, n, frames int) {
+	t.Helper()
+	framePath := filepath.Join(t.TempDir(), "frame.json")
+	frame := `{"type":"event","channels":["role:student"],"event":{"cursor":"0000000016B3748C-00000003","eventType":"announcement.created","table":"announcements","op":"insert","commitTime":"2026-11-27T12:00:00.000000Z","data":{"id":7,"target_role":"student","is_pinned":false}}}`
+	if err := os.WriteFile(framePath, []byte(frame), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ceil, pid := startCeilingPid(t, framePath)
+	cc := dialBenchClients(t, "ws://"+ceil+"/ws", n, benchRole, nil, nil)
+	defer cc.close()
+	waitCeilingConns(t, ceil, n)
+	const warm = 20
+	rec := newRecorder(warm, frames, n)
+	cc.ordinal = true
+	cc.rec = rec
+	hc := &http.Client{Timeout: time.Minute}
+	cpu0, self0 := cpuSeconds(t, pid), cpuSeconds(t, os.Getpid())
+	for k := range warm + frames {
+		rec.committed(int64(k), time.Now().UnixNano())
+		resp, err := hc.Post(fmt.Sprintf("http://%s/fire?count=1", ceil), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if k < warm {
+			if !cc.waitFrames(int64((k+1)*n), time.Minute) {
+				t.Fatalf("ceiling: warm-up frame %d reached %d", k, cc.frames.Load())
+			}
+			if k == warm-1 {
+				cpu0, self0 = cpuSeconds(t, pid), cpuSeconds(t, os.Getpid())
+			}
+			continue
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for rec.got[k-warm].Load() < int32(n) {
+			if time.Now().After(deadline) {
+				t.Fatalf("ceiling: frame %d reached %d of %d clients in 30 s", k, rec.got[k-warm].Load(), n)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	cpu := (cpuSeconds(t, pid) - cpu0) * 1000 / float64(frames)
+	self := (cpuSeconds(t, os.Getpid()) - self0) * 1000 / float64(frames)
+	lat, _ := rec.latencies(frames)
+	fmt.Fprintf(report, "| | ceiling program | | %s / %s / %s | | | %.2f / %.2f |\n", ms(quantile(lat, .5)), ms(quantile(lat, .99)), ms(lat[len(lat)-1]), cpu, self)
 }
