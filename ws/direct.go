@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -38,12 +39,17 @@ type directScratch struct {
 }
 
 // directMin is the number of connections below which the hub writes them
-// all on its own goroutine; above it, it splits them over GOMAXPROCS
-// goroutines.
-const directMin = 64
+// all on its own goroutine; above it, up to GOMAXPROCS goroutines take
+// directChunk connections at a time until none is left (so that a thread
+// the machine holds back delays only the chunk it has).
+const (
+	directMin   = 64
+	directChunk = 16
+)
 
 // writeDirect writes the queued frames of conns (writeNow), on the
-// calling goroutine or, with many, on one goroutine per processor.
+// calling goroutine or, with many, on one goroutine per processor. It
+// returns when all are written.
 func (h *hub) writeDirect(conns []*conn) {
 	procs := runtime.GOMAXPROCS(0)
 	if len(conns) < directMin || procs == 1 {
@@ -53,23 +59,28 @@ func (h *hub) writeDirect(conns []*conn) {
 		}
 		return
 	}
-	per := (len(conns) + procs - 1) / procs
+	var next atomic.Int64
+	work := func(sc *directScratch) {
+		for {
+			i := int(next.Add(directChunk)) - directChunk
+			if i >= len(conns) {
+				return
+			}
+			for _, c := range conns[i:min(i+directChunk, len(conns))] {
+				c.writeNow(sc)
+			}
+		}
+	}
 	var wg sync.WaitGroup
-	for i := 1; i < procs && i*per < len(conns); i++ {
-		part := conns[i*per : min((i+1)*per, len(conns))]
+	for i := 1; i < procs; i++ {
 		sc := h.scratch(i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, c := range part {
-				c.writeNow(sc)
-			}
+			work(sc)
 		}()
 	}
-	sc := h.scratch(0)
-	for _, c := range conns[:min(per, len(conns))] {
-		c.writeNow(sc)
-	}
+	work(h.scratch(0))
 	wg.Wait()
 }
 
