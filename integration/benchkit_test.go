@@ -71,6 +71,13 @@ type benchServe struct {
 // streams.
 func startBenchServe(t *testing.T, db *DB, slot string, edits map[string]any) *benchServe {
 	t.Helper()
+	return startBenchServeBin(t, BinPath, db, slot, edits)
+}
+
+// startBenchServeBin is startBenchServe with the binary at bin (another
+// build, to compare two in one run).
+func startBenchServeBin(t *testing.T, bin string, db *DB, slot string, edits map[string]any) *benchServe {
+	t.Helper()
 	all := map[string]any{
 		"source.slot":     slot,
 		"server.listen":   "127.0.0.1:0",
@@ -86,7 +93,7 @@ func startBenchServe(t *testing.T, db *DB, slot string, edits map[string]any) *b
 	}
 	cfg := WriteConfig(t, db, all)
 	pp := FreePort(t)
-	p := Start(t, nil, "serve", "--config", cfg, "--pprof", fmt.Sprintf("127.0.0.1:%d", pp))
+	p := startProgram(t, bin, nil, "serve", "--config", cfg, "--pprof", fmt.Sprintf("127.0.0.1:%d", pp))
 	p.WaitStderr(t, `"msg":"serving"`, 2*time.Minute)
 	p.WaitStderr(t, readinessMsg, 2*time.Minute)
 	m := servingListen.FindStringSubmatch(p.Stderr())

@@ -245,13 +245,6 @@ func (c *conn) push(f outFrame, kick bool, limit int) (full bool) {
 	return false
 }
 
-// kick starts the writer unless one runs.
-func (c *conn) kick() {
-	c.qmu.Lock()
-	c.kickLocked()
-	c.qmu.Unlock()
-}
-
 // popLocked takes the next queued frame; c.qmu must be held. An emptied
 // queue gives its memory back unless it is small.
 func (c *conn) popLocked() (outFrame, bool) {
@@ -279,9 +272,8 @@ func (c *conn) queued() int {
 }
 
 // offer queues an event frame without blocking and reports whether it
-// fit. It does not start the writer: the hub does, once it has queued a
-// whole batch of events, so that the writer finds them all and sends them
-// in one system call.
+// fit. It does not write it: the hub does (writeNow), once it has queued a
+// whole batch of events, so that they leave in one system call.
 func (c *conn) offer(f outFrame) bool {
 	return !c.push(f, false, c.queueMax)
 }

@@ -20,7 +20,11 @@
 //   - The hub goroutine (Server.Run, the caller's) reads the log and fans
 //     out. It encodes an event's body once, builds each distinct envelope
 //     (the list of matching channels of a connection) once per event, and
-//     queues the same bytes on every connection that wants them.
+//     queues the same bytes on every connection that wants them. Then it
+//     writes them itself (direct.go): for each such connection that no
+//     one else is writing to, one non-blocking writev of what it queued,
+//     spread over up to GOMAXPROCS goroutines when there are many; what a
+//     socket does not take at once goes to the connection's writer.
 //   - Per connection, the reader: the HTTP handler upgrades the request,
 //     starts it and returns (net/http then frees the request and its
 //     buffers). It waits for frames; each message is read and served on a
@@ -28,10 +32,12 @@
 //     stack stays small. It owns the rate limiters. When the connection
 //     ends it waits for the writer to close it, then unregisters it.
 //   - Per connection, a writer goroutine exists only while there is
-//     something to write: queueing a frame (or a catch-up) starts it, and
-//     it returns when the queue is empty. One at a time, it owns every write
-//     and the close handshake, so frames reach the client in the order they
-//     were queued (commit order for events).
+//     something to write that the hub did not: queueing a reply (or a
+//     catch-up, or the rest of a direct write) starts it, and it returns
+//     when the queue is empty. One at a time, the writer or a direct
+//     write (conn.writing) owns the queued frames, and the writer the
+//     close handshake, so frames reach the client in the order they were
+//     queued (commit order for events).
 //   - Per connection, timers (time.AfterFunc, no goroutine while they
 //     wait): the first-frame authentication deadline, token_expiring then
 //     the token's expiry, and the ping sent every heartbeat, which drops a
@@ -96,7 +102,8 @@
 //     what their comments say. Locks are never held across an access check, nor across a
 //     network write but for frameWriter.mu, which serializes the socket's
 //     writes (taken inside coder/websocket's own write lock, never before
-//     hub.mu or conn.qmu); queueing a frame never blocks.
+//     hub.mu or conn.qmu; a direct write only tries it, under conn.qmu,
+//     and then writes without blocking); queueing a frame never blocks.
 //
 // # Limits
 //

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -38,8 +39,16 @@ type frameWriter struct {
 	// longer ones are event and reply frames, which are never changed
 	// after they are queued, and are referenced.
 	corked bool
-	pend   net.Buffers
-	arena  []byte
+	// closeCorked: a close frame was collected while corked. coder/websocket
+	// may close the socket right after writing a close frame (its echo of
+	// the client's close), so it goes out at once, not at uncork.
+	closeCorked bool
+	// closeSent: a close frame went through; no direct write follows it.
+	closeSent bool
+	// noRaw: the socket has no raw connection (rc), so no direct writes.
+	noRaw bool
+	pend  net.Buffers
+	arena []byte
 	// held[:n] is the start of a frame whose rest has not come yet.
 	held [smallWriteBuffer]byte
 	n    int
@@ -57,10 +66,19 @@ type frameWriter struct {
 	deadline    int64
 	// now is time.Now, but for tests.
 	now func() time.Time
-	// closeCorked: a close frame was collected while corked. coder/websocket
-	// may close the socket right after writing a close frame (its echo of
-	// the client's close), so it goes out at once, not at uncork.
-	closeCorked bool
+	// rc is the socket's raw connection, for direct writes (direct.go),
+	// found at the first.
+	rc syscall.RawConn
+}
+
+// sawFrame notes the start of a frame, b, going through; fw.mu is held.
+func (fw *frameWriter) sawFrame(b []byte) {
+	if isClose(b) {
+		fw.closeSent = true
+		if fw.corked {
+			fw.closeCorked = true
+		}
+	}
 }
 
 // arm moves the write deadline to writeTimeout from now once half of it is
@@ -146,9 +164,7 @@ func (fw *frameWriter) write(p []byte) (int, error) {
 		case fw.n > 0:
 			// Complete the held header a byte at a time, then send the
 			// held start with the rest of its frame.
-			if fw.corked && isClose(fw.held[:fw.n]) {
-				fw.closeCorked = true
-			}
+			fw.sawFrame(fw.held[:fw.n])
 			total, ok := frameLen(fw.held[:fw.n])
 			for !ok && len(p) > 0 && fw.n < len(fw.held) {
 				fw.held[fw.n] = p[0]
@@ -179,9 +195,7 @@ func (fw *frameWriter) write(p []byte) (int, error) {
 				if !ok || total > int64(len(p)-off) {
 					break
 				}
-				if fw.corked && isClose(p[off:]) {
-					fw.closeCorked = true
-				}
+				fw.sawFrame(p[off:])
 				off += int(total)
 			}
 			if off == len(p) {
@@ -191,9 +205,7 @@ func (fw *frameWriter) write(p []byte) (int, error) {
 				return size, nil
 			}
 			tail := p[off:]
-			if fw.corked && isClose(tail) {
-				fw.closeCorked = true
-			}
+			fw.sawFrame(tail)
 			if len(tail) > len(fw.held) {
 				// Not what bufio hands over; write it all.
 				if err := fw.emit(p); err != nil {

@@ -42,6 +42,8 @@ type hub struct {
 	// wakeWriters starts; waking is the list it works through (the hub's
 	// goroutine's own).
 	wake, waking []*conn
+	// scratches are the direct writers' scratch spaces (writeDirect).
+	scratches []*directScratch
 }
 
 // subscription is one channel of one connection.
@@ -167,10 +169,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// wakeWriters starts the writers of the connections publish queued events
-// on since the last call. Only the hub's goroutine calls it (and publish):
-// the two lists swap, and the writers are started outside hub.mu, which
-// subscribes wait for.
+// wakeWriters writes the events publish queued since the last call
+// (writeDirect), or starts the connections' writers for them. Only the
+// hub's goroutine calls it (and publish): the two lists swap, and the
+// writes happen outside hub.mu, which subscribes wait for.
 func (h *hub) wakeWriters() {
 	h.mu.Lock()
 	wake := h.wake
@@ -179,10 +181,8 @@ func (h *hub) wakeWriters() {
 	}
 	h.wake, h.waking = h.waking[:0], wake
 	h.mu.Unlock()
-	for i, c := range wake {
-		c.kick()
-		wake[i] = nil
-	}
+	h.writeDirect(wake)
+	clear(wake)
 }
 
 // position returns the hub's position.

@@ -1,0 +1,94 @@
+package ws
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestDirectWriteRest: events the socket cannot take at once (a client
+// that does not read yet, frames larger than both socket buffers) reach
+// the client whole and in order once it reads: the writer sends what the
+// hub's direct write left. Sizes cover the three header forms.
+func TestDirectWriteRest(t *testing.T) {
+	e := newEnv(t, nil)
+	e.acc.grant("20", "class:1")
+	dialer := &net.Dialer{}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return c, err
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sc, _, err := websocket.Dial(ctx, e.wsURL, &websocket.DialOptions{
+		HTTPClient: hc,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token("20", "teacher")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.CloseNow() })
+	sc.SetReadLimit(8 << 20)
+	c := &client{t: t, c: sc}
+	c.expect("welcome")
+	c.subscribe("class:1")
+
+	var evs []string
+	for _, pad := range []int{4 << 20, 10, 300, 70000, 4 << 20, 4 << 20, 5} {
+		ev := e.makeEvents(1, strings.Repeat("x", pad), "class:1")
+		evs = append(evs, ev[0].ID.String())
+		e.appendBatch(ev)
+	}
+	// Not reading yet: the hub's write cannot finish.
+	time.Sleep(100 * time.Millisecond)
+	for i, want := range evs {
+		m := c.read()
+		if m.str("type") != "event" {
+			t.Fatalf("frame %d: %v", i, m)
+		}
+		if id := m["event"].(map[string]any)["eventId"]; id != want {
+			t.Fatalf("event %d is %v, want %v", i, id, want)
+		}
+	}
+	// And the connection goes on as usual.
+	c.ping()
+}
+
+// TestDirectWriteManyConns: with more connections than one goroutine
+// writes (directMin), the hub splits them; every client gets every event
+// once, in order.
+func TestDirectWriteManyConns(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxConnectionsPerIPPerMinute = 1000 })
+	const conns, events = 3 * directMin, 20
+	var cs []*client
+	for i := range conns {
+		user := fmt.Sprint(100 + i)
+		e.acc.grant(user, "class:1")
+		c := e.connect(user, "teacher")
+		c.subscribe("class:1")
+		cs = append(cs, c)
+	}
+	var ids []string
+	for range events {
+		ev := e.makeEvents(1, "", "class:1")
+		ids = append(ids, ev[0].ID.String())
+		e.appendBatch(ev)
+	}
+	for i, c := range cs {
+		for k, want := range ids {
+			m := c.read()
+			if id := m["event"].(map[string]any)["eventId"]; id != want {
+				t.Fatalf("client %d, event %d is %v, want %v", i, k, id, want)
+			}
+		}
+	}
+}
