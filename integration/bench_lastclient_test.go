@@ -55,7 +55,7 @@ func TestBenchLastClient(t *testing.T) {
 	}
 
 	var report strings.Builder
-	fmt.Fprintf(&report, "### One event to the last of %d clients\n\n%s\n\n%d single-row commits one after another, each once the previous one reached every client and pg_recvlogical; commit (INSERT returned) → last client read it, and → pg_recvlogical read it (test_decoding, to a pipe), same rows.\n\n| round | build | backend | last client p50 / p99 / max (ms) | pg_recvlogical p50 / p99 (ms) | last client − pg_recvlogical p50 / p99 (ms) | CPU: serve / clients+writer (ms per row) |\n|---|---|---|---|---|---|---|\n",
+	fmt.Fprintf(&report, "### One event to the last of %d clients\n\n%s\n\n%d single-row commits one after another, each once the previous one reached every client and pg_recvlogical; commit (INSERT returned) → last client read it, and → pg_recvlogical read it (test_decoding, to a pipe), same rows.\n\n| round | build | backend | last client p50 / p99 / max (ms) | pg_recvlogical p50 / p99 (ms) | last client − pg_recvlogical p50 / p99 (ms) | first client p50; first → last p50 / p99 (ms) | CPU: serve / clients+writer (ms per row) |\n|---|---|---|---|---|---|---|---|\n",
 		n, machineLine(t), rows)
 	var base int64 = 30_000_000
 	for round := range rounds {
@@ -111,17 +111,20 @@ func TestBenchLastClient(t *testing.T) {
 				srv.proc.Kill(t)
 				lat, _ := rec.latencies(rows)
 				pgLat, _ := pgRec.latencies(rows)
+				first, spread := rec.firstAndSpread(rows)
 				base += int64(rows)
-				fmt.Fprintf(&report, "| %d | %s | %s | %s / %s / %s | %s / %s | **%s** / **%s** | %.2f / %.2f |\n",
+				fmt.Fprintf(&report, "| %d | %s | %s | %s / %s / %s | %s / %s | **%s** / **%s** | %s; %s / %s | %.2f / %.2f |\n",
 					round+1, bin.label, backend, ms(quantile(lat, .5)), ms(quantile(lat, .99)), ms(lat[len(lat)-1]),
 					ms(quantile(pgLat, .5)), ms(quantile(pgLat, .99)),
-					ms(quantile(lat, .5)-quantile(pgLat, .5)), ms(quantile(lat, .99)-quantile(pgLat, .99)), cpu, self)
+					ms(quantile(lat, .5)-quantile(pgLat, .5)), ms(quantile(lat, .99)-quantile(pgLat, .99)),
+					ms(quantile(first, .5)), ms(quantile(spread, .5)), ms(quantile(spread, .99)), cpu, self)
 				t.Logf("round %d %s %s: last client p50 %s p99 %s; pg_recvlogical p50 %s p99 %s", round+1, bin.label, backend,
 					ms(quantile(lat, .5)), ms(quantile(lat, .99)), ms(quantile(pgLat, .5)), ms(quantile(pgLat, .99)))
 			}
 		}
 	}
-	ceilingLastClient(t, &report, n, rows)
+	ceilingLastClient(t, &report, n, rows, false)
+	ceilingLastClient(t, &report, n, rows, true)
 	report.WriteString("\nCPU: serve's, and the test process's (the clients and the writer), during the measured rows, per row. The commit time is taken after the INSERT returned, so pg_recvlogical can read a row before it.\n")
 	benchReport(t, "%s", report.String())
 }
@@ -152,7 +155,7 @@ func benchBins(t *testing.T) []benchBin {
 // ceilingLastClient is the same sequence with the ceiling program: one
 // frame to the n clients, the next once every client read it; the time
 // from the request to the last client reading the frame.
-func ceilingLastClient(t *testing.T, report *strings.Builder, n, frames int) {
+func ceilingLastClient(t *testing.T, report *strings.Builder, n, frames int, serial bool) {
 	t.Helper()
 	framePath := filepath.Join(t.TempDir(), "frame.json")
 	frame := `{"type":"event","channels":["role:student"],"event":{"cursor":"0000000016B3748C-00000003","eventType":"announcement.created","table":"announcements","op":"insert","commitTime":"2026-11-27T12:00:00.000000Z","data":{"id":7,"target_role":"student","is_pinned":false}}}`
@@ -168,10 +171,14 @@ func ceilingLastClient(t *testing.T, report *strings.Builder, n, frames int) {
 	cc.ordinal = true
 	cc.rec = rec
 	hc := &http.Client{Timeout: time.Minute}
+	query, label := "", "ceiling program"
+	if serial {
+		query, label = "&serial=1", "ceiling program, in turn"
+	}
 	cpu0, self0 := cpuSeconds(t, pid), cpuSeconds(t, os.Getpid())
 	for k := range warm + frames {
 		rec.committed(int64(k), time.Now().UnixNano())
-		resp, err := hc.Post(fmt.Sprintf("http://%s/fire?count=1", ceil), "text/plain", nil)
+		resp, err := hc.Post(fmt.Sprintf("http://%s/fire?count=1%s", ceil, query), "text/plain", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,5 +203,7 @@ func ceilingLastClient(t *testing.T, report *strings.Builder, n, frames int) {
 	cpu := (cpuSeconds(t, pid) - cpu0) * 1000 / float64(frames)
 	self := (cpuSeconds(t, os.Getpid()) - self0) * 1000 / float64(frames)
 	lat, _ := rec.latencies(frames)
-	fmt.Fprintf(report, "| | ceiling program | | %s / %s / %s | | | %.2f / %.2f |\n", ms(quantile(lat, .5)), ms(quantile(lat, .99)), ms(lat[len(lat)-1]), cpu, self)
+	first, spread := rec.firstAndSpread(frames)
+	fmt.Fprintf(report, "| | %s | | %s / %s / %s | | | %s; %s / %s | %.2f / %.2f |\n", label, ms(quantile(lat, .5)), ms(quantile(lat, .99)), ms(lat[len(lat)-1]),
+		ms(quantile(first, .5)), ms(quantile(spread, .5)), ms(quantile(spread, .99)), cpu, self)
 }

@@ -376,13 +376,14 @@ type recorder struct {
 	base     int64
 	want     int32 // receivers per row
 	commitAt []atomic.Int64
+	firstAt  []atomic.Int64
 	lastAt   []atomic.Int64
 	got      []atomic.Int32
 }
 
 func newRecorder(base int64, n int, want int) *recorder {
 	return &recorder{base: base, want: int32(want), commitAt: make([]atomic.Int64, n),
-		lastAt: make([]atomic.Int64, n), got: make([]atomic.Int32, n)}
+		firstAt: make([]atomic.Int64, n), lastAt: make([]atomic.Int64, n), got: make([]atomic.Int32, n)}
 }
 
 func (r *recorder) committed(id int64, at int64) {
@@ -397,6 +398,7 @@ func (r *recorder) received(id int64, at int64) {
 		return
 	}
 	r.got[i].Add(1)
+	r.firstAt[i].CompareAndSwap(0, at)
 	for {
 		old := r.lastAt[i].Load()
 		if at <= old || r.lastAt[i].CompareAndSwap(old, at) {
@@ -427,6 +429,21 @@ func (r *recorder) latencies(rows int) (lat []time.Duration, incomplete int) {
 	}
 	slices.Sort(lat)
 	return lat, incomplete
+}
+
+// firstAndSpread are, sorted, per complete row: the time from the commit
+// to the first receiver reading it, and from the first to the last.
+func (r *recorder) firstAndSpread(rows int) (first, spread []time.Duration) {
+	for i := 0; i < rows; i++ {
+		if r.got[i].Load() < r.want || r.commitAt[i].Load() == 0 {
+			continue
+		}
+		first = append(first, time.Duration(r.firstAt[i].Load()-r.commitAt[i].Load()))
+		spread = append(spread, time.Duration(r.lastAt[i].Load()-r.firstAt[i].Load()))
+	}
+	slices.Sort(first)
+	slices.Sort(spread)
+	return first, spread
 }
 
 // quantile is the q-quantile of sorted durations (nearest rank).

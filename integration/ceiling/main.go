@@ -3,8 +3,9 @@
 // many connections with coder/websocket, the library the gateway uses. It
 // accepts connections on /ws (a goroutine reads each, for pings and the
 // close handshake), and on POST /fire?count=K writes the frame in -frame K
-// times to every connection, one goroutine per connection (GET /conns
-// says how many it has). Nothing is
+// times to every connection, one goroutine per connection (with serial=1:
+// in turn, from the request's goroutine, before it answers; GET /conns says
+// how many it has). Nothing is
 // parsed, checked, queued or counted: what the gateway does beyond this is
 // its cost.
 //
@@ -67,6 +68,16 @@ func main() {
 		mu.Lock()
 		all := conns
 		mu.Unlock()
+		if r.URL.Query().Get("serial") == "1" {
+			// In turn, from this goroutine: no goroutine per connection.
+			for range count {
+				for _, c := range all {
+					_ = c.Write(context.Background(), websocket.MessageText, frame)
+				}
+			}
+			fmt.Fprintf(w, "%d\n", len(all))
+			return
+		}
 		for _, c := range all {
 			go func() {
 				for range count {
