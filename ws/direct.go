@@ -3,8 +3,6 @@ package ws
 import (
 	"encoding/binary"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -38,59 +36,37 @@ type directScratch struct {
 	iov    [2 * maxBatch]syscall.Iovec
 }
 
-// directMin is the number of connections below which the hub writes them
-// all on its own goroutine; above it, up to GOMAXPROCS goroutines take
-// directChunk connections at a time until none is left (so that a thread
-// the machine holds back delays only the chunk it has).
-const (
-	directMin   = 64
-	directChunk = 16
-)
+// intakeEvery: in a round of direct writes, the hub takes in what the log
+// gained every intakeEvery connections (hub.between).
+const intakeEvery = 256
 
-// writeDirect writes the queued frames of conns (writeNow), on the
-// calling goroutine or, with many, on one goroutine per processor. It
-// returns when all are written.
+// writeDirect writes the queued frames of conns (writeNow), in turn, on the
+// hub's goroutine. With many connections a round takes a while (10,000
+// writes take ~50–100 ms on two cores), and a commit that arrives meanwhile
+// would wait for the round to end: so every intakeEvery connections it calls
+// h.between, which queues what the log gained since. The connections still
+// ahead in the round then send it with the rest in the same writev, and only
+// the ones already written wait for the next round. (One goroutine, not
+// one per processor: spreading the writes over both cores here cost ~15 %
+// more CPU per write and left the clients' processes less, for longer
+// rounds; BENCHMARKS.md.)
 func (h *hub) writeDirect(conns []*conn) {
-	procs := runtime.GOMAXPROCS(0)
-	if len(conns) < directMin || procs == 1 {
-		sc := h.scratch(0)
-		for _, c := range conns {
-			c.writeNow(sc)
+	sc := h.scratch()
+	for i, c := range conns {
+		if i > 0 && i%intakeEvery == 0 && h.between != nil {
+			h.between()
 		}
-		return
+		c.writeNow(sc)
 	}
-	var next atomic.Int64
-	work := func(sc *directScratch) {
-		for {
-			i := int(next.Add(directChunk)) - directChunk
-			if i >= len(conns) {
-				return
-			}
-			for _, c := range conns[i:min(i+directChunk, len(conns))] {
-				c.writeNow(sc)
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	for i := 1; i < procs; i++ {
-		sc := h.scratch(i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(sc)
-		}()
-	}
-	work(h.scratch(0))
-	wg.Wait()
 }
 
-// scratch returns the i-th direct writer's scratch space; only the hub's
+// scratch returns the direct writes' scratch space; only the hub's
 // goroutine calls it.
-func (h *hub) scratch(i int) *directScratch {
-	for len(h.scratches) <= i {
-		h.scratches = append(h.scratches, &directScratch{})
+func (h *hub) scratch() *directScratch {
+	if h.scratchSpace == nil {
+		h.scratchSpace = &directScratch{}
 	}
-	return h.scratches[i]
+	return h.scratchSpace
 }
 
 // writeNow writes c's queued frames (up to maxBatch) from the caller's

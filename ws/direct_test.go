@@ -6,10 +6,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	broadcaster "github.com/treasure-home/cdc-broadcaster"
 )
 
 // TestDirectWriteRest: events the socket cannot take at once (a client
@@ -63,12 +66,14 @@ func TestDirectWriteRest(t *testing.T) {
 	c.ping()
 }
 
-// TestDirectWriteManyConns: with more connections than one goroutine
-// writes (directMin), the hub splits them; every client gets every event
-// once, in order.
+// TestDirectWriteManyConns: with more connections than a round of direct
+// writes goes through between intakes (intakeEvery), and events appended
+// one by one while rounds run (so that some are taken in mid-round, queued
+// behind what the connections ahead have and after what the ones behind
+// were sent), every client gets every event once, in order.
 func TestDirectWriteManyConns(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Limits.MaxConnectionsPerIPPerMinute = 1000 })
-	const conns, events = 3 * directMin, 20
+	const conns, events = 2*intakeEvery + 50, 40
 	var cs []*client
 	for i := range conns {
 		user := fmt.Sprint(100 + i)
@@ -78,11 +83,32 @@ func TestDirectWriteManyConns(t *testing.T) {
 		cs = append(cs, c)
 	}
 	var ids []string
+	pending := make(chan broadcaster.Event, events)
 	for range events {
 		ev := e.makeEvents(1, "", "class:1")
 		ids = append(ids, ev[0].ID.String())
-		e.appendBatch(ev)
+		pending <- ev[0]
 	}
+	// Each time a round pauses for an intake, the next event is committed:
+	// it is taken in mid-round.
+	intake := e.srv.hub.between
+	var midRound atomic.Int32
+	e.srv.hub.between = func() {
+		select {
+		case ev := <-pending:
+			if err := e.log.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{ev}, TxEnd: ev.ID.LSN + 1}); err != nil {
+				t.Errorf("Append: %v", err)
+			}
+		default:
+		}
+		before := e.srv.hub.position()
+		intake()
+		if e.srv.hub.position() != before {
+			midRound.Add(1)
+		}
+	}
+	first := <-pending
+	e.appendBatch([]broadcaster.Event{first})
 	for i, c := range cs {
 		for k, want := range ids {
 			m := c.read()
@@ -91,4 +117,8 @@ func TestDirectWriteManyConns(t *testing.T) {
 			}
 		}
 	}
+	if midRound.Load() == 0 {
+		t.Fatal("no event was taken in mid-round")
+	}
+	t.Logf("%d of %d events taken in mid-round", midRound.Load(), events)
 }

@@ -23,8 +23,9 @@
 //     queues the same bytes on every connection that wants them. Then it
 //     writes them itself (direct.go): for each such connection that no
 //     one else is writing to, one non-blocking writev of what it queued,
-//     spread over up to GOMAXPROCS goroutines when there are many; what a
-//     socket does not take at once goes to the connection's writer.
+//     in turn, taking in what the log gained every few hundred connections
+//     (Server.intake); what a socket does not take at once goes to the
+//     connection's writer.
 //   - Per connection, the reader: the HTTP handler upgrades the request,
 //     starts it and returns (net/http then frees the request and its
 //     buffers). It waits for frames; each message is read and served on a

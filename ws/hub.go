@@ -42,8 +42,11 @@ type hub struct {
 	// wakeWriters starts; waking is the list it works through (the hub's
 	// goroutine's own).
 	wake, waking []*conn
-	// scratches are the direct writers' scratch spaces (writeDirect).
-	scratches []*directScratch
+	// scratchSpace is the direct writes' scratch space (writeDirect).
+	scratchSpace *directScratch
+	// between, when set, is called by writeDirect on the hub's goroutine
+	// between connections of a round: Server.intake.
+	between func()
 }
 
 // subscription is one channel of one connection.
@@ -166,6 +169,33 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-s.ctx.Done():
 			return nil
 		}
+	}
+}
+
+// intake queues, in the middle of a round of direct writes, the events the
+// log gained since the hub's position, up to the first control record (the
+// round's end leaves that and the rest to Run). Only the hub's goroutine
+// calls it. A failing read is left to Run too.
+func (s *Server) intake() {
+	pos := s.hub.position()
+	if !pos.Before(s.log.Head()) {
+		return
+	}
+	evs, _, err := s.log.Since(pos, runBatch)
+	if err != nil {
+		return
+	}
+	n := 0
+	for i := range evs {
+		if evs[i].IsControl() {
+			break
+		}
+		s.hub.publish(&evs[i], s.logger)
+		n++
+	}
+	if n > 0 {
+		s.log.Pin(evs[n-1].ID)
+		s.hub.signalMoved()
 	}
 }
 

@@ -228,6 +228,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.logger.Error("ws: cannot write the audit log", "err", err)
 	})
 	s.hub = newHub(s.stats, opts.Log, opts.Log.Head())
+	s.hub.between = s.intake
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
