@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,8 +118,59 @@ func TestDirectWriteManyConns(t *testing.T) {
 			}
 		}
 	}
+	for _, c := range []*client{cs[0], cs[len(cs)/2], cs[len(cs)-1]} {
+		if m, err := c.tryRead(200 * time.Millisecond); err == nil {
+			t.Fatalf("after every event, %v", m)
+		}
+	}
 	if midRound.Load() == 0 {
 		t.Fatal("no event was taken in mid-round")
 	}
 	t.Logf("%d of %d events taken in mid-round", midRound.Load(), events)
+}
+
+// TestIntakeStopsAtAControlRecord: a control record taken in mid-round is
+// applied only after the round, by Run, and nothing after it is queued
+// before then: connections still ahead in the round, whose access the
+// record revokes, get revoked, never the event committed after it.
+func TestIntakeStopsAtAControlRecord(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxConnectionsPerIPPerMinute = 1000 })
+	const conns = intakeEvery + 50
+	var cs []*client
+	var users []string
+	for i := range conns {
+		user := fmt.Sprint(100 + i)
+		e.acc.grant(user, "class:1")
+		c := e.connect(user, "teacher")
+		c.subscribe("class:1")
+		cs, users = append(cs, c), append(users, user)
+	}
+	first := e.makeEvents(1, "", "class:1")
+	e.lsn += 0x10
+	record := broadcaster.Event{ID: broadcaster.Cursor{LSN: e.lsn, Pos: 1}, Timestamp: time.Now(), Recheck: []string{"class_teachers"}}
+	after := e.makeEvents(1, "", "class:1")
+	// At the first pause of the round that writes the first event, the
+	// teachers leave the class (the record) and an event follows.
+	intake := e.srv.hub.between
+	var once sync.Once
+	e.srv.hub.between = func() {
+		once.Do(func() {
+			for _, u := range users {
+				e.acc.deny(u, "class:1")
+			}
+			if err := e.log.Append(context.Background(), broadcaster.Batch{Events: []broadcaster.Event{record, after[0]}, TxEnd: after[0].ID.LSN + 1}); err != nil {
+				t.Errorf("Append: %v", err)
+			}
+		})
+		intake()
+	}
+	e.appendBatch(first)
+	for i, c := range cs {
+		if m := c.expect("event"); m["event"].(map[string]any)["eventId"] != first[0].ID.String() {
+			t.Fatalf("client %d: %v, want the first event", i, m)
+		}
+		if m := c.read(); m.str("type") != "revoked" {
+			t.Fatalf("client %d: %v after the record, want revoked", i, m)
+		}
+	}
 }

@@ -45,8 +45,11 @@ type hub struct {
 	// scratchSpace is the direct writes' scratch space (writeDirect).
 	scratchSpace *directScratch
 	// between, when set, is called by writeDirect on the hub's goroutine
-	// between connections of a round: Server.intake.
-	between func()
+	// between connections of a round: Server.intake. intakeHeld: it met a
+	// control record this round, which Run applies after the round (the
+	// hub's goroutine's own).
+	between    func()
+	intakeHeld bool
 }
 
 // subscription is one channel of one connection.
@@ -67,10 +70,32 @@ func (sub *subscription) delivers(ev *broadcaster.Event) bool {
 	return sub.from.Before(ev.ID)
 }
 
-// channelSubs are the connections subscribed to one channel.
+// channelSubs are the connections subscribed to one channel: list, in a
+// stable order (publish queues, and the round of direct writes writes, in
+// that order, so a connection written late in one round is written late in
+// the next: an event taken in mid-round, which the connections already
+// written get in the next round, reaches them early in it), and conns,
+// each one's index in list.
 type channelSubs struct {
 	ch    *acl.Channel
-	conns map[*conn]struct{}
+	conns map[*conn]int
+	list  []*conn
+}
+
+// add adds c (not yet in cs).
+func (cs *channelSubs) add(c *conn) {
+	cs.conns[c] = len(cs.list)
+	cs.list = append(cs.list, c)
+}
+
+// remove removes c (in cs): the last one takes its place.
+func (cs *channelSubs) remove(c *conn) {
+	i, n := cs.conns[c], len(cs.list)-1
+	last := cs.list[n]
+	cs.list[i], cs.conns[last] = last, i
+	cs.list[n] = nil
+	cs.list = cs.list[:n]
+	delete(cs.conns, c)
 }
 
 func newHub(stats *counters, log broadcaster.LogReader, start broadcaster.Cursor) *hub {
@@ -154,6 +179,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		if more {
 			if ctx.Err() != nil || s.ctx.Err() != nil {
+				// What intake queued last round goes out too.
+				s.hub.wakeWriters()
 				return nil
 			}
 			continue
@@ -177,6 +204,9 @@ func (s *Server) Run(ctx context.Context) error {
 // round's end leaves that and the rest to Run). Only the hub's goroutine
 // calls it. A failing read is left to Run too.
 func (s *Server) intake() {
+	if s.hub.intakeHeld {
+		return
+	}
 	pos := s.hub.position()
 	if !pos.Before(s.log.Head()) {
 		return
@@ -188,6 +218,8 @@ func (s *Server) intake() {
 	n := 0
 	for i := range evs {
 		if evs[i].IsControl() {
+			// Not before the round ends (nor read again until then).
+			s.hub.intakeHeld = true
 			break
 		}
 		s.hub.publish(&evs[i], s.logger)
@@ -211,6 +243,7 @@ func (h *hub) wakeWriters() {
 	}
 	h.wake, h.waking = h.waking[:0], wake
 	h.mu.Unlock()
+	h.intakeHeld = false
 	h.writeDirect(wake)
 	clear(wake)
 }
@@ -290,7 +323,7 @@ func (h *hub) publish(ev *broadcaster.Event, logger *slog.Logger) {
 		if cs == nil {
 			continue
 		}
-		for c := range cs.conns {
+		for _, c := range cs.list {
 			if c.lagging || !c.subs[name].delivers(ev) {
 				continue
 			}
@@ -533,10 +566,10 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 		}
 		c.subs[ch.Name] = &subscription{ch: ch, from: from}
 		if cs == nil {
-			cs = &channelSubs{ch: ch, conns: make(map[*conn]struct{})}
+			cs = &channelSubs{ch: ch, conns: make(map[*conn]int)}
 			h.index[ch.Name] = cs
 		}
-		cs.conns[c] = struct{}{}
+		cs.add(c)
 		h.stats.subs.Add(1)
 	}
 	if rewind {
@@ -685,8 +718,8 @@ func (h *hub) drop(c *conn, name string) bool {
 	}
 	delete(c.subs, name)
 	if cs := h.index[name]; cs != nil {
-		delete(cs.conns, c)
-		if len(cs.conns) == 0 {
+		cs.remove(c)
+		if len(cs.list) == 0 {
 			delete(h.index, name)
 		}
 	}
