@@ -62,6 +62,8 @@ type subscription struct {
 	// rewound for another's `since`: it was already served up to
 	// conn.servedUpTo.
 	rewind bool
+	// idx is the connection's index in its channelSubs.list.
+	idx int32
 }
 
 // delivers reports whether ev, published on the subscription's channel, is
@@ -70,32 +72,35 @@ func (sub *subscription) delivers(ev *broadcaster.Event) bool {
 	return sub.from.Before(ev.ID)
 }
 
-// channelSubs are the connections subscribed to one channel: list, in a
-// stable order (publish queues, and the round of direct writes writes, in
-// that order, so a connection written late in one round is written late in
-// the next: an event taken in mid-round, which the connections already
-// written get in the next round, reaches them early in it), and conns,
-// each one's index in list.
+// channelSubs are the connections subscribed to one channel, in a stable
+// order: publish queues, and the round of direct writes writes, in that
+// order, so a connection written late in one round is written late in the
+// next (an event taken in mid-round, which the connections already written
+// get in the next round, reaches them early in it). Each connection's
+// subscription knows its index in list.
 type channelSubs struct {
-	ch    *acl.Channel
-	conns map[*conn]int
-	list  []*conn
+	ch   *acl.Channel
+	list []*conn
 }
 
-// add adds c (not yet in cs).
-func (cs *channelSubs) add(c *conn) {
-	cs.conns[c] = len(cs.list)
+// add adds c, whose subscription to the channel is sub.
+func (cs *channelSubs) add(c *conn, sub *subscription) {
+	sub.idx = int32(len(cs.list))
 	cs.list = append(cs.list, c)
 }
 
-// remove removes c (in cs): the last one takes its place.
-func (cs *channelSubs) remove(c *conn) {
-	i, n := cs.conns[c], len(cs.list)-1
+// remove removes c, whose subscription to the channel was sub: the last
+// connection takes its place.
+func (cs *channelSubs) remove(sub *subscription) {
+	i, n := sub.idx, int32(len(cs.list)-1)
 	last := cs.list[n]
-	cs.list[i], cs.conns[last] = last, i
+	cs.list[i] = last
+	last.subs[cs.ch.Name].idx = i
 	cs.list[n] = nil
 	cs.list = cs.list[:n]
-	delete(cs.conns, c)
+	if cap(cs.list) > 64 && len(cs.list) < cap(cs.list)/4 {
+		cs.list = slices.Clip(slices.Clone(cs.list))
+	}
 }
 
 func newHub(stats *counters, log broadcaster.LogReader, start broadcaster.Cursor) *hub {
@@ -431,7 +436,7 @@ func (h *hub) gate(at broadcaster.Cursor, affected func(*acl.Channel) bool) []ga
 		if !affected(cs.ch) {
 			continue
 		}
-		for c := range cs.conns {
+		for _, c := range cs.list {
 			i, ok := idx[c]
 			if !ok {
 				i = len(out)
@@ -485,7 +490,7 @@ func (h *hub) resetAll(from broadcaster.Cursor) {
 func (h *hub) queueResets() {
 	chans := make(map[*conn][]string)
 	for name, cs := range h.index {
-		for c := range cs.conns {
+		for _, c := range cs.list {
 			chans[c] = append(chans[c], name)
 		}
 	}
@@ -564,12 +569,13 @@ func (h *hub) subscribe(c *conn, chans []*acl.Channel, since *broadcaster.Cursor
 			// thousands of subscribers is kept once.
 			ch = cs.ch
 		}
-		c.subs[ch.Name] = &subscription{ch: ch, from: from}
+		sub := &subscription{ch: ch, from: from}
+		c.subs[ch.Name] = sub
 		if cs == nil {
-			cs = &channelSubs{ch: ch, conns: make(map[*conn]int)}
+			cs = &channelSubs{ch: ch}
 			h.index[ch.Name] = cs
 		}
-		cs.add(c)
+		cs.add(c, sub)
 		h.stats.subs.Add(1)
 	}
 	if rewind {
@@ -713,16 +719,17 @@ func (h *hub) removeAll(c *conn) {
 
 // drop removes one subscription; h.mu must be held.
 func (h *hub) drop(c *conn, name string) bool {
-	if _, ok := c.subs[name]; !ok {
+	sub, ok := c.subs[name]
+	if !ok {
 		return false
 	}
-	delete(c.subs, name)
 	if cs := h.index[name]; cs != nil {
-		cs.remove(c)
+		cs.remove(sub)
 		if len(cs.list) == 0 {
 			delete(h.index, name)
 		}
 	}
+	delete(c.subs, name)
 	h.stats.subs.Add(-1)
 	return true
 }
