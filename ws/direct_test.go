@@ -3,15 +3,11 @@ package ws
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	broadcaster "github.com/treasure-home/cdc-broadcaster"
 )
@@ -23,26 +19,8 @@ import (
 func TestDirectWriteRest(t *testing.T) {
 	e := newEnv(t, nil)
 	e.acc.grant("20", "class:1")
-	dialer := &net.Dialer{}
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-		}
-		return c, err
-	}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sc, _, err := websocket.Dial(ctx, e.wsURL, &websocket.DialOptions{
-		HTTPClient: hc,
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token("20", "teacher")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.CloseNow() })
-	sc.SetReadLimit(8 << 20)
-	c := &client{t: t, c: sc}
+	c := e.connectSmallBuffer("20", "teacher", 64<<10)
+	c.c.SetReadLimit(8 << 20)
 	c.expect("welcome")
 	c.subscribe("class:1")
 

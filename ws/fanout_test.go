@@ -1,12 +1,9 @@
 package ws
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -143,27 +140,9 @@ func TestSlowConsumer(t *testing.T) {
 	fast := e.connect("19", "teacher")
 	fast.subscribe("class:1")
 
-	// The slow client's socket buffer is fixed (no autotuning up to tens of
-	// megabytes), so that the 20 MB of events cannot all fit in the buffers.
-	dialer := &net.Dialer{}
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(256 << 10)
-		}
-		return c, err
-	}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sc, _, err := websocket.Dial(ctx, e.wsURL, &websocket.DialOptions{
-		HTTPClient: hc,
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token("20", "teacher")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.CloseNow() })
-	slow := &client{t: t, c: sc}
+	// The slow client's socket buffer is fixed, so that the 20 MB of
+	// events cannot all fit in the buffers.
+	slow := e.connectSmallBuffer("20", "teacher", 256<<10)
 	slow.expect("welcome")
 	slow.subscribe("class:1")
 

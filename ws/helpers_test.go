@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -359,6 +360,33 @@ func (e *env) connect(user, role string) *client {
 	}
 	c.expect("welcome")
 	return c
+}
+
+// connectSmallBuffer dials as user with the client socket's receive buffer
+// fixed at readBuffer bytes (no autotuning to megabytes), so that what the
+// server writes while the client does not read backs up, and returns the
+// client before its welcome.
+func (e *env) connectSmallBuffer(user, role string, readBuffer int) *client {
+	e.t.Helper()
+	dialer := &net.Dialer{}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(readBuffer)
+		}
+		return c, err
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sc, _, err := websocket.Dial(ctx, e.wsURL, &websocket.DialOptions{
+		HTTPClient: hc,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token(user, role)}},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { sc.CloseNow() })
+	return &client{t: e.t, c: sc}
 }
 
 // client is a test WebSocket client.
