@@ -42,14 +42,14 @@ const intakeEvery = 256
 
 // writeDirect writes the queued frames of conns (writeNow), in turn, on the
 // hub's goroutine. With many connections a round takes a while (10,000
-// writes take ~50–100 ms on two cores), and a commit that arrives meanwhile
-// would wait for the round to end: so every intakeEvery connections it calls
-// h.between, which queues what the log gained since. The connections still
-// ahead in the round then send it with the rest in the same writev, and only
-// the ones already written wait for the next round. (One goroutine, not
-// one per processor: spreading the writes over both cores here cost ~15 %
-// more CPU per write and left the clients' processes less, for longer
-// rounds; BENCHMARKS.md.)
+// writes and their clients' reads took 130–200 ms on two cores), and a
+// commit that arrives meanwhile would wait for the round to end: so every
+// intakeEvery connections it calls h.between, which queues what the log
+// gained since. The connections still ahead in the round then send it with
+// the rest in the same writev, and only the ones already written wait for
+// the next round. (One goroutine, not one per processor: spreading the
+// writes over both cores here cost ~15 % more CPU per write and left the
+// clients' processes less, for longer rounds; BENCHMARKS.md.)
 func (h *hub) writeDirect(conns []*conn) {
 	sc := h.scratch()
 	for i, c := range conns {
