@@ -84,17 +84,21 @@ func tsErrors(out string) []tsError {
 	return errs
 }
 
-// typesSample reads correct fields of the example school's events; it must
-// compile. The `on` is the adapter's shape, declared here so that the test
-// does not depend on the adapter's own generics.
-const typesSample = `import type { Events, Channel } from './realtime-events';
+// typesPrelude starts both samples: the generated types, and the adapter's
+// shape of `on`, declared here so that the test does not depend on the
+// adapter's own generics.
+const typesPrelude = `import type { Events, Channel } from './realtime-events';
 
 declare function on<K extends keyof Events>(
   type: K,
   handler: (e: { operation: Events[K]['operation']; data: Events[K]['data'] }) => void,
 ): void;
 
-on('exam.graded', (e) => {
+`
+
+// typesSample reads correct fields of the example school's events; it must
+// compile.
+const typesSample = typesPrelude + `on('exam.graded', (e) => {
   // numeric(5,2): a number, or its exact text when a double cannot hold it.
   const score: number | string = e.data.score;
   const op: 'INSERT' | 'UPDATE' = e.operation;
@@ -154,14 +158,7 @@ void channels;
 // typesWrong reads a field the payload does not have and one a DELETE
 // does not carry, takes a bigint for a number, names a channel no template
 // makes and reads a field an emitted event does not declare: five errors.
-const typesWrong = `import type { Events, Channel } from './realtime-events';
-
-declare function on<K extends keyof Events>(
-  type: K,
-  handler: (e: { operation: Events[K]['operation']; data: Events[K]['data'] }) => void,
-): void;
-
-on('exam.graded', (e) => {
+const typesWrong = typesPrelude + `on('exam.graded', (e) => {
   void e.data.remarks;
 });
 on('exam.submitted', (e) => {

@@ -95,7 +95,7 @@ func Write(w io.Writer, src Source) error {
 		oneLine(src.Config), oneLine(src.Database), src.Date.UTC().Format("2006-01-02"))
 	bw.WriteString(preamble)
 	bw.WriteString("export interface Events {\n")
-	for _, typ := range eventTypes(src) {
+	for _, typ := range EventTypes(src) {
 		writeEntry(bw, typ, src)
 	}
 	bw.WriteString("}\n\n")
@@ -116,8 +116,8 @@ const preamble = `
  */
 `
 
-// eventTypes returns the event types of src, sorted.
-func eventTypes(src Source) []string {
+// EventTypes returns the event types of src, sorted, each once.
+func EventTypes(src Source) []string {
 	var types []string
 	for _, t := range src.Tables {
 		for _, e := range t.Events {

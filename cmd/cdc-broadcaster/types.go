@@ -77,7 +77,7 @@ func (c *TypesCommand) Run(ctx context.Context, args []string) error {
 	if err := writeFileAtomic(c.out, buf.Bytes()); err != nil {
 		return fmt.Errorf("types: %w", err)
 	}
-	fmt.Fprintf(c.main.Stderr, "cdc-broadcaster: types: wrote %d event types of %d tables to %s\n", countTypes(src), len(src.Tables), c.out)
+	fmt.Fprintf(c.main.Stderr, "cdc-broadcaster: types: wrote %d event types of %d tables to %s\n", len(tsgen.EventTypes(src)), len(src.Tables), c.out)
 	return nil
 }
 
@@ -150,21 +150,6 @@ func emittedTypes(e config.Emit) []tsgen.Emitted {
 func (c *TypesCommand) warn(cfg *config.Config, key, format string, args ...any) {
 	e := config.Error{File: cfg.File, Line: cfg.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
 	fmt.Fprintf(c.main.Stderr, "cdc-broadcaster: warning: types: %s\n", e.Error())
-}
-
-// countTypes counts the event types of src.
-func countTypes(src tsgen.Source) int {
-	var types []string
-	for _, t := range src.Tables {
-		for _, e := range t.Events {
-			types = append(types, e.Type)
-		}
-	}
-	for _, e := range src.Emitted {
-		types = append(types, e.Type)
-	}
-	slices.Sort(types)
-	return len(slices.Compact(types))
 }
 
 // writeFileAtomic replaces path with data: written to a temporary file in
